@@ -1,0 +1,58 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+# Everything the project needs is installed here, from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+SHARED ?= ../shared
+# Raised as coverage grows; never lowered.
+COV_FLOOR := 60
+
+.PHONY: all dev demo test lint typecheck unit bench fuzz reformat clean
+
+all: test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nitroguard demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict src
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest --cov=nitroguard --cov-report=term --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+reformat: $(STAMP)
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
+
+# Benchmarks need extra tools (evervault bindings from PyPI; faketime and socat from Debian).
+$(VENV)/.installed-bench: pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@command -v faketime >/dev/null && command -v socat >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq faketime socat)
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	for b in bench/*.py; do case $$b in bench/fuzz_*) continue;; esac; $(BIN)/python $$b || exit 1; done
+
+fuzz: $(STAMP)
+	for f in bench/fuzz_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage

@@ -1,0 +1,5 @@
+"""`python -m nitroguard`: the same as the `nitroguard` console script."""
+
+from nitroguard._cli import main
+
+main()

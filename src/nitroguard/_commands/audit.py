@@ -1,0 +1,18 @@
+"""`nitroguard audit`: not yet available (see the issue tracker)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the `audit` subcommand."""
+    parser = sub.add_parser("audit", help="(not yet available)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    sys.stderr.write("nitroguard audit: not yet available\n")
+    return 2

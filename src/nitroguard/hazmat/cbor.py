@@ -1,0 +1,259 @@
+"""Strict, bounded CBOR decoding on top of `cbor2`.
+
+`cbor2.loads` is lenient in ways that matter for attestation documents
+(``../shared/spec/attestation.md`` section 0, point 3): it ignores trailing bytes,
+keeps the last of duplicate map keys and accepts non-minimal integers. Base's
+nitro-validator accepted duplicate payload keys until its PR #36 and trailing
+bytes until PR #34.
+
+So every input first goes through `_Walker`, a structural pass that allocates
+nothing in proportion to declared lengths and rejects:
+
+- input over `max_size` (checked before anything is read);
+- any length that points past the end of the input (a 4 GiB length header costs nothing);
+- nesting deeper than `max_depth`;
+- trailing bytes after the top-level item;
+- duplicate map keys at any level (keys must be integers or definite strings, and
+  integers must be minimally encoded, so equal keys have equal encodings);
+- tags other than those the caller allows at the top level;
+- chunked (indefinite-length) strings, `undefined`, simple values and, unless allowed,
+  floats.
+
+Indefinite-length arrays and maps are accepted: the NSM switched its payload map to
+the indefinite form in 2025.
+
+Only after the walk succeeds does `cbor2` build the Python objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import cbor2
+
+from nitroguard.errors import DecodeError, Reason
+
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "dumps",
+    "dumps_indefinite_map",
+    "loads",
+    "validate",
+]
+
+#: Deep enough for COSE (depth 1) and attestation payloads (depth 3).
+DEFAULT_MAX_DEPTH = 16
+
+_BREAK = 0xFF
+
+
+class _Walker:
+    """One structural pass over a CBOR item. Raises `DecodeError` on anything unsafe."""
+
+    __slots__ = ("allow_floats", "data", "end", "max_depth", "top_level_tags")
+
+    def __init__(
+        self,
+        data: bytes,
+        max_depth: int,
+        top_level_tags: frozenset[int],
+        allow_floats: bool,
+    ) -> None:
+        self.data = data
+        self.end = len(data)
+        self.max_depth = max_depth
+        self.top_level_tags = top_level_tags
+        self.allow_floats = allow_floats
+
+    def _fail(self, message: str, pos: int, reason: Reason = Reason.MALFORMED_CBOR) -> DecodeError:
+        return DecodeError(f"{message} at offset {pos}", reason, offset=pos)
+
+    def _head(self, pos: int) -> tuple[int, int, int | None, int]:
+        """Read an initial byte and its argument.
+
+        Returns (major, additional info, argument or None if indefinite, new pos).
+        """
+        if pos >= self.end:
+            raise self._fail("unexpected end of input", pos)
+        ib = self.data[pos]
+        major, ai = ib >> 5, ib & 0x1F
+        pos += 1
+        if ai < 24:
+            return major, ai, ai, pos
+        if ai == 31:
+            return major, ai, None, pos
+        if ai > 27:
+            raise self._fail(f"reserved additional information {ai}", pos - 1)
+        if major == 7:
+            # Floats and simple values carry raw bits, not a length; minimality does not apply.
+            width = 1 << (ai - 24)
+            if pos + width > self.end:
+                raise self._fail("unexpected end of input", pos)
+            return major, ai, int.from_bytes(self.data[pos : pos + width], "big"), pos + width
+        width = 1 << (ai - 24)
+        if pos + width > self.end:
+            raise self._fail("unexpected end of input", pos)
+        value = int.from_bytes(self.data[pos : pos + width], "big")
+        # Minimal encoding: equal values must have equal bytes (duplicate-key detection
+        # compares encodings), and non-minimal forms are a known parser-differential vector.
+        if value < (24 if ai == 24 else 1 << (8 * (width >> 1))):
+            raise self._fail("non-minimal integer or length encoding", pos - 1)
+        return major, ai, value, pos + width
+
+    def item(self, pos: int, depth: int) -> int:
+        """Validate one item starting at `pos`; return the position after it."""
+        start = pos
+        major, ai, arg, pos = self._head(pos)
+        if major in (0, 1):
+            if arg is None:
+                raise self._fail("indefinite-length integer", start)
+            return pos
+        if major in (2, 3):
+            if arg is None:
+                raise self._fail("chunked (indefinite-length) strings are not accepted", start)
+            if arg > self.end - pos:
+                raise self._fail(f"string length {arg} exceeds the input", start)
+            return pos + arg
+        if major == 6:
+            if arg is None:
+                raise self._fail("indefinite-length tag", start)
+            if depth != 0 or arg not in self.top_level_tags:
+                raise self._fail(f"tag {arg} is not accepted here", start, Reason.UNEXPECTED_TAG)
+            # The tagged item counts as one level deeper, so a second tag inside is refused.
+            return self.item(pos, depth + 1)
+        if major == 7:
+            if ai in (20, 21, 22):
+                return pos
+            if ai in (25, 26, 27) and self.allow_floats:
+                return pos
+            if ai == 31:
+                raise self._fail("unexpected break", start)
+            raise self._fail(f"simple value or float (additional info {ai})", start)
+        # Arrays and maps.
+        if depth + 1 > self.max_depth:
+            raise self._fail(f"nesting deeper than {self.max_depth}", start, Reason.TOO_DEEP)
+        if major == 4:
+            if arg is None:
+                while True:
+                    if pos >= self.end:
+                        raise self._fail("unterminated indefinite-length array", start)
+                    if self.data[pos] == _BREAK:
+                        return pos + 1
+                    pos = self.item(pos, depth + 1)
+            # Each item takes at least one byte: bound the count by the input left.
+            if arg > self.end - pos:
+                raise self._fail(f"array of {arg} items exceeds the input", start)
+            for _ in range(arg):
+                pos = self.item(pos, depth + 1)
+            return pos
+        # major == 5: maps
+        seen: set[bytes] = set()
+        if arg is None:
+            while True:
+                if pos >= self.end:
+                    raise self._fail("unterminated indefinite-length map", start)
+                if self.data[pos] == _BREAK:
+                    return pos + 1
+                pos = self._pair(pos, depth, seen)
+        if arg > (self.end - pos) // 2:
+            raise self._fail(f"map of {arg} pairs exceeds the input", start)
+        for _ in range(arg):
+            pos = self._pair(pos, depth, seen)
+        return pos
+
+    def _pair(self, pos: int, depth: int, seen: set[bytes]) -> int:
+        key_start = pos
+        if pos >= self.end:
+            raise self._fail("unexpected end of input", pos)
+        key_major = self.data[pos] >> 5
+        if key_major not in (0, 1, 2, 3):
+            raise self._fail("map keys must be integers or strings", pos)
+        pos = self.item(pos, depth + 1)
+        key = self.data[key_start:pos]
+        if key in seen:
+            raise self._fail(f"duplicate map key {key.hex()}", key_start, Reason.DUPLICATE_KEY)
+        seen.add(key)
+        return self.item(pos, depth + 1)
+
+
+def validate(
+    data: bytes,
+    *,
+    max_size: int,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    top_level_tags: Iterable[int] = (),
+    allow_floats: bool = False,
+) -> None:
+    """Check that `data` is exactly one well-formed, strict CBOR item.
+
+    Args:
+        data: the encoded item.
+        max_size: inputs longer than this are rejected before any parsing.
+        max_depth: the deepest array/map nesting accepted.
+        top_level_tags: tags accepted around the top-level item only.
+        allow_floats: accept floating-point values.
+
+    Raises:
+        DecodeError: with reason `too_large`, `malformed_cbor`, `trailing_bytes`,
+            `duplicate_key`, `unexpected_tag` or `too_deep`.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}", Reason.INVALID_ARGUMENT)
+    data = bytes(data)
+    if len(data) > max_size:
+        raise DecodeError(
+            f"input of {len(data)} bytes exceeds the limit of {max_size}", Reason.TOO_LARGE
+        )
+    if not data:
+        raise DecodeError("empty input", Reason.MALFORMED_CBOR)
+    walker = _Walker(data, max_depth, frozenset(top_level_tags), allow_floats)
+    end = walker.item(0, 0)
+    if end != len(data):
+        raise DecodeError(
+            f"{len(data) - end} trailing byte(s) after the top-level item",
+            Reason.TRAILING_BYTES,
+            offset=end,
+        )
+
+
+def loads(
+    data: bytes,
+    *,
+    max_size: int,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    top_level_tags: Iterable[int] = (),
+    allow_floats: bool = False,
+) -> Any:
+    """Strictly decode exactly one CBOR item (see `validate` for the rules).
+
+    A tagged top-level item is returned as a `cbor2.CBORTag`.
+
+    Raises:
+        DecodeError: as `validate`, plus `malformed_cbor` for invalid UTF-8.
+    """
+    validate(
+        data,
+        max_size=max_size,
+        max_depth=max_depth,
+        top_level_tags=top_level_tags,
+        allow_floats=allow_floats,
+    )
+    try:
+        return cbor2.loads(bytes(data))
+    except (cbor2.CBORDecodeError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        # NOTE: reachable for invalid UTF-8 in text strings, which the walk does not check.
+        raise DecodeError(f"CBOR decoding failed: {exc}", Reason.MALFORMED_CBOR) from exc
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode with definite lengths and minimal integers (cbor2's default)."""
+    return bytes(cbor2.dumps(obj))
+
+
+def dumps_indefinite_map(items: Iterable[tuple[Any, Any]]) -> bytes:
+    """Encode an indefinite-length map (``bf ... ff``) in the given key order.
+
+    The NSM emits attestation payloads this way since 2025.
+    """
+    return b"\xbf" + b"".join(dumps(k) + dumps(v) for k, v in items) + b"\xff"
