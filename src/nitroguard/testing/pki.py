@@ -82,7 +82,9 @@ class CertSpec:
     key_usage: frozenset[str] | None = _CA_USAGE
     key_usage_critical: bool = True
     curve: ec.EllipticCurve = dataclasses.field(default_factory=ec.SECP384R1)
-    hash_algorithm: hashes.HashAlgorithm = dataclasses.field(default_factory=hashes.SHA384)
+    hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 = dataclasses.field(
+        default_factory=hashes.SHA384
+    )
     extra_extensions: tuple[tuple[x509.ExtensionType, bool], ...] = ()
 
 
