@@ -157,8 +157,9 @@ def _issue(
     usage_critical: bool,
 ) -> _Issued:
     key = ec.generate_private_key(ec.SECP384R1())
+    # The whole validity is `lifetime` (3 h for a leaf, as on AWS), backdating included.
     not_before = now - backdate
-    not_after = now + lifetime
+    not_after = not_before + lifetime
     if parent is not None:
         # A child never outlives its issuer (the rotation thresholds keep this rare).
         not_before = max(not_before, parent.not_before)
