@@ -137,8 +137,8 @@ def _gather_nsm(
     app_pcrs: list[tuple[int, bool, bytes]] = []
     try:
         for index in range(16, 32):
-            lock, data = nsm.describe_pcr(index)
-            app_pcrs.append((index, bool(lock), bytes(data)))
+            pcr = nsm.describe_pcr(index)
+            app_pcrs.append((index, bool(pcr.lock), bytes(pcr.data)))
     except Error as exc:
         pcr_error = f"DescribePCR({len(app_pcrs) + 16}): {exc.diagnostics()}"
     attestation = None
