@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
 from eif_helpers import make_cert
 
 from nitroguard.eif import (
@@ -90,7 +89,9 @@ def test_signed_vector(eif_vectors_dir: Path, expected: dict[str, Any]) -> None:
     assert pcr_payload(image.measurements.pcr0).hex() == exp["cose_payload_hex"]
     report = verify_signature(image, at=AT)
     assert report.ok is exp["signature_check"]
-    assert report.signature_valid and report.payload_matches and report.certificate_valid
+    assert report.signature_valid
+    assert report.payload_matches
+    assert report.certificate_valid
     # PCR8 from the input certificate, computed independently of the section.
     pem = (eif_vectors_dir / "inputs" / "cert384.pem").read_bytes()
     der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
