@@ -341,3 +341,28 @@ def test_header_struct_is_548_bytes() -> None:
     header = EifHeader.decode(craft(basic_sections()))
     assert len(header.encode()) == 548
     assert struct.calcsize(">4sHHQQHH32Q32QII") == 548
+
+
+def test_certificate_with_invalid_public_key() -> None:
+    """Regression (bench/fuzz_eif.py): a point off the curve made `public_key()` raise."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    pem, key = make_cert()
+    der = bytearray(x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER))
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    at = bytes(der).index(point)
+    der[at + 5] ^= 0x01  # x coordinate changed: no longer on the curve
+    bad_pem = (
+        b"-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END CERTIFICATE-----\n"
+    )
+    sig = encode_signature_section(bad_pem, sign_pcr0(key, bytes(48)))
+    with pytest.raises(EifError, match="cannot be used") as info:
+        read_eif(craft(_signed_sections(sig)))
+    assert info.value.reason is Reason.BAD_SIGNATURE_SECTION

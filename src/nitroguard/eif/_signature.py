@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nitroguard.errors import DecodeError, EifError, Error, Reason
@@ -81,17 +83,27 @@ class SignatureSection:
     Attributes:
         certificate_pem: the ``signing_certificate`` bytes exactly as stored.
         certificate: the first certificate of that PEM.
+        public_key: its EC public key.
+        subject, issuer: its names (RFC 4514).
+        not_before, not_after: its validity period (UTC).
         cose: the decoded COSE_Sign1.
         cose_bytes: the ``signature`` bytes exactly as stored.
         algorithm: the COSE alg from the protected header.
+        certificate_der: the certificate's DER (what PCR8 measures).
         pcr8: the PCR8 value (extend over the certificate's DER).
     """
 
     certificate_pem: bytes
     certificate: x509.Certificate
+    public_key: ec.EllipticCurvePublicKey
+    subject: str
+    issuer: str
+    not_before: dt.datetime
+    not_after: dt.datetime
     cose: cose.CoseSign1
     cose_bytes: bytes
     algorithm: int
+    certificate_der: bytes
     pcr8: bytes
 
 
@@ -145,6 +157,23 @@ def parse_signature_section(data: bytes) -> SignatureSection:
             f"signing_certificate is not a PEM X.509 certificate: {exc}",
             Reason.BAD_SIGNATURE_SECTION,
         ) from None
+    # cryptography parses some fields lazily; touch every one we use later, here, so a
+    # malformed certificate is rejected now with a precise reason (found by fuzzing).
+    try:
+        public_key = certificate.public_key()
+        subject = certificate.subject.rfc4514_string()
+        issuer = certificate.issuer.rfc4514_string()
+        not_before = certificate.not_valid_before_utc
+        not_after = certificate.not_valid_after_utc
+        der = certificate.public_bytes(serialization.Encoding.DER)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise EifError(
+            f"signing_certificate cannot be used: {exc}", Reason.BAD_SIGNATURE_SECTION
+        ) from None
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise EifError(
+            "the signing certificate's key is not an EC key", Reason.UNSUPPORTED_ALGORITHM
+        )
     try:
         message = cose.decode_sign1(cose_bytes, max_size=SIGNATURE_MAX_SIZE)
         alg, _header = cose.protected_algorithm(message.protected)
@@ -156,13 +185,18 @@ def parse_signature_section(data: bytes) -> SignatureSection:
         ) from exc
     if alg not in cose.ALGORITHMS:
         raise EifError(f"COSE alg {alg} is not ES256, ES384 or ES512", Reason.UNSUPPORTED_ALGORITHM)
-    der = certificate.public_bytes(serialization.Encoding.DER)
     return SignatureSection(
         certificate_pem=pem,
         certificate=certificate,
+        public_key=public_key,
+        subject=subject,
+        issuer=issuer,
+        not_before=not_before,
+        not_after=not_after,
         cose=message,
         cose_bytes=cose_bytes,
         algorithm=alg,
+        certificate_der=der,
         pcr8=pcr_of_bytes(der),
     )
 
@@ -276,37 +310,33 @@ class SignatureReport:
 
 def check(section: SignatureSection, pcr0: bytes, at: dt.datetime) -> SignatureReport:
     """Judge `section` against our own `pcr0` at time `at` (never raises on a bad image)."""
-    cert = section.certificate
-    not_before = cert.not_valid_before_utc
-    not_after = cert.not_valid_after_utc
+    not_before = section.not_before
+    not_after = section.not_after
     expected = pcr_payload(pcr0)
     payload_matches = section.cose.payload == expected
     certificate_valid = not_before <= at <= not_after
     failures: list[tuple[Reason, str]] = []
     signature_valid = False
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        failures.append(
-            (Reason.UNSUPPORTED_ALGORITHM, "the signing certificate's key is not an EC key")
+    try:
+        # The payload is OUR rebuilt one; the embedded payload is only compared.
+        cose.verify_signature(
+            section.public_key,
+            section.algorithm,
+            section.cose.protected,
+            expected,
+            section.cose.signature,
         )
-    else:
-        try:
-            # The payload is OUR rebuilt one; the embedded payload is only compared.
-            cose.verify_signature(
-                key, section.algorithm, section.cose.protected, expected, section.cose.signature
-            )
-            signature_valid = True
-        except Error as exc:
-            if exc.reason is Reason.BAD_SIGNATURE:
-                failures.append(
-                    (
-                        Reason.BAD_SIGNATURE,
-                        "the signature does not verify over the payload rebuilt from this "
-                        "image's PCR0",
-                    )
+        signature_valid = True
+    except Error as exc:
+        if exc.reason is Reason.BAD_SIGNATURE:
+            failures.append(
+                (
+                    Reason.BAD_SIGNATURE,
+                    "the signature does not verify over the payload rebuilt from this image's PCR0",
                 )
-            else:
-                failures.append((exc.reason, exc.message))
+            )
+        else:
+            failures.append((exc.reason, exc.message))
     if not payload_matches:
         failures.append(
             (
@@ -340,9 +370,9 @@ def check(section: SignatureSection, pcr0: bytes, at: dt.datetime) -> SignatureR
         certificate_valid=certificate_valid,
         algorithm=section.algorithm,
         at=at,
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
+        subject=section.subject,
+        issuer=section.issuer,
         not_before=not_before,
         not_after=not_after,
-        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        fingerprint_sha256=hashlib.sha256(section.certificate_der).hexdigest(),
     )
