@@ -393,9 +393,11 @@ class Server:
         counters = self.counters
         limits = self.limits
         backoff = 0.0
-        while True:
+        while not self._state.closing:
             try:
                 sock = await listener.accept_socket()
+            except ClosedResourceError:
+                return  # close() won the race with our first accept
             except OSError as exc:
                 if exc.errno in _RESOURCE_ERRNOS:
                     counters.accept_errors += 1
