@@ -151,8 +151,8 @@ def recv_exact(
                 kind="read",
                 received=got,
             )
-        sock.settimeout(remaining)
         try:
+            sock.settimeout(remaining)
             chunk = sock.recv(min(n - got, DEFAULT_RECEIVE_SIZE))
         except InterruptedError:
             continue  # EINTR: the connection is still live, retry (VS-3)
@@ -297,8 +297,8 @@ class BlockingClient:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise TimeoutError_("recv_frame: deadline passed", Reason.TIMEOUT, kind="read")
-            sock.settimeout(remaining)
             try:
+                sock.settimeout(remaining)
                 chunk = sock.recv(min(dec.bytes_wanted(), DEFAULT_RECEIVE_SIZE))
             except (InterruptedError, TimeoutError):
                 continue
