@@ -220,3 +220,10 @@ class TestCli:
         out = _cli(str(tmp_path / "missing.py"))
         assert out.returncode == 2
         assert "no such file" in out.stderr
+
+
+def test_catches_the_naive_example_server() -> None:
+    """examples/naive_server.py carries the aws-nitro-enclaves-cli PR 609 recv-loop bug."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "naive_server.py"
+    found = [(f.id, f.status) for f in scan_paths([example])]
+    assert ("VS-3", Status.FAIL) in found
