@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from nsm_helpers import T0, Clock, check_document
 
 from nitroguard.errors import ConfigError, NsmError, Reason
+from nitroguard.hazmat import cbor, cose
 from nitroguard.nsm import EmulatedNsm, EmulatorPki, Nsm, codec
 from nitroguard.nsm.emulator import DEFAULT_IMAGE_PCRS, extend
 from nitroguard.testing import ephemeral_nsm
@@ -297,6 +298,11 @@ def test_attestation_document_like_aws(nsm: EmulatedNsm, clock: Clock) -> None:
     assert payload["nonce"] == b"n" * 32
     # Empty is an empty byte string, not null (spec 2.5).
     assert payload["public_key"] == b""
+    # The fast payload assembly is byte-for-byte the generic indefinite-map encoding.
+    msg = cose.decode_sign1(doc, max_size=16384)
+    assert cbor.dumps_indefinite_map(payload.items()) == msg.payload
+    # ...and so is the inlined COSE_Sign1 encoding.
+    assert doc == cose.encode_sign1(msg.protected, {}, msg.payload, msg.signature)
     nulls = check_document(nsm.get_attestation(), nsm.pki.root_certificate, clock())
     assert (nulls["public_key"], nulls["user_data"], nulls["nonce"]) == (None, None, None)
 
