@@ -231,7 +231,10 @@ def test_no_nsm_selected_fails_with_instructions(tmp_path: Path) -> None:
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], match: str) -> None:
-    env = cli_env(NITROGUARD_NSM="emulator:" + str(tmp_path / "none.sock"))
+    env = cli_env(
+        NITROGUARD_NSM="emulator:" + str(tmp_path / "none.sock"),
+        XDG_STATE_HOME=str(tmp_path / "xdg"),
+    )
     args = [a.replace("S", str(tmp_path / "s.sock")) if a == "S" else a for a in args]
     out = run(*args, env=env)
     assert out.returncode == 2, out.stderr
