@@ -83,11 +83,13 @@ def test_byte_exact_both_ways_with_half_close() -> None:
 def test_upstream_half_close_keeps_client_direction_open(unix_path: str) -> None:
     """Upstream sends its answer and FIN first; the client can still send afterwards."""
     got: list[bytes] = []
+    done = asyncio.Event()
 
     async def speak_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"banner")
         writer.write_eof()
         got.append(await reader.read())
+        done.set()
         writer.close()
 
     async def main() -> None:
@@ -103,9 +105,7 @@ def test_upstream_half_close_keeps_client_direction_open(unix_path: str) -> None
         assert await read_all(client) == b"banner"  # EOF from upstream propagated
         await client.send_all(b"late data")
         await client.send_eof()
-        async with asyncio.timeout(3):
-            while not got:
-                await asyncio.sleep(0.02)
+        await asyncio.wait_for(done.wait(), 3)
         assert got == [b"late data"]
         await client.aclose()
         await proxy.close()
