@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -124,6 +125,12 @@ def _latencies(port: int, n: int) -> list[float]:
     return out
 
 
+def _cpu(pid: int) -> float:
+    """utime + stime + reaped children's time (socat forks a child per connection)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, round(q / 100 * len(ordered)) - 1)] * 1000
@@ -183,18 +190,27 @@ def main() -> None:
             _wait_port(port)
 
         bulk: dict[str, list[float]] = {"direct": [], "socat": [], "nitroguard": []}
+        cpu: dict[str, list[float]] = {"socat": [], "nitroguard": []}
         lat: dict[str, list[float]] = {"direct": [], "socat": [], "nitroguard": []}
         ports = {"direct": up_port, "socat": socat_port, "nitroguard": ours_port}
+        pids = {"socat": sp.pid, "nitroguard": ours.pid}
         for _ in range(args.rounds):  # interleaved rounds share the machine's noise
             for name, port in ports.items():
+                before = _cpu(pids[name]) if name in pids else 0.0
                 bulk[name].append(_bulk(port, args.mib))
+                if name in pids:
+                    time.sleep(0.3)  # let socat reap its per-connection child
+                    cpu[name].append((args.mib << 20) / 1e6 / max(_cpu(pids[name]) - before, 0.01))
                 lat[name].extend(_latencies(port, args.messages // args.rounds))
         med = {k: statistics.median(v) for k, v in bulk.items()}
+        cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
         result = {
             "c_bulk_mib": args.mib,
             "c_bulk_MBps": {k: round(v, 1) for k, v in med.items()},
             "c_bulk_rounds_MBps": {k: [round(x, 1) for x in v] for k, v in bulk.items()},
             "c_bulk_ratio_vs_socat": round(med["nitroguard"] / med["socat"], 3),
+            "c_bulk_MB_per_proxy_cpu_s": {k: round(v, 1) for k, v in cpu_med.items()},
+            "c_bulk_ratio_cpu_vs_socat": round(cpu_med["nitroguard"] / cpu_med["socat"], 3),
             "c_bulk_target": ">= 0.8",
             "c_small_p50_ms": {k: round(_pct(v, 50), 3) for k, v in lat.items()},
             "c_small_p99_ms": {k: round(_pct(v, 99), 3) for k, v in lat.items()},
