@@ -6,6 +6,8 @@
 - ``nitroguard eif pcr FILE [--json]``: only the PCRs.
 - ``nitroguard eif build --kernel K --cmdline TEXT|@FILE --ramdisk R... -o OUT``:
   a deterministic (and atomic) build, optionally signed.
+- ``nitroguard eif diff A B``: which sections differ and which PCRs that moves
+  (exit 0 when PCR0/1/2 agree: a reproducible rebuild).
 - ``nitroguard eif sign FILE --sign-cert PEM --sign-key PEM -o OUT``: sign an
   unsigned image like ``nitro-cli sign-eif``.
 
@@ -119,6 +121,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     sign.add_argument("-o", "--output", required=True, metavar="OUT", help="signed .eif")
     sign.add_argument("--json", action="store_true", help="print the measurements as JSON")
     sign.set_defaults(func=_sign)
+
+    diff = actions.add_parser(
+        "diff",
+        help="compare two images: which sections differ and which PCRs that moves "
+        "(exit 0 when PCR0/1/2 agree)",
+    )
+    diff.add_argument("a", metavar="A", help="first .eif")
+    diff.add_argument("b", metavar="B", help="second .eif")
+    diff.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    diff.set_defaults(func=_diff)
 
 
 # --- describe -----------------------------------------------------------------------
@@ -289,6 +301,34 @@ def _pcr(args: argparse.Namespace) -> int:
         for name, value in values.items():
             sys.stdout.write(f"{name} {value}\n")
     return EXIT_OK
+
+
+# --- diff -----------------------------------------------------------------------------
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from nitroguard.eif import diff_images
+
+    try:
+        result = diff_images(args.a, args.b)
+    except Error as exc:
+        return _fail_json(exc, args.json)
+    code = EXIT_OK if result.same_measurements else EXIT_FAILED
+    if args.json:
+        emit_json(result.to_dict())
+        return code
+    w = sys.stdout.write
+    for s in result.sections:
+        pcrs = f" [{', '.join(s.measured_in)}]" if s.measured_in else " [not measured]"
+        w(f"  {s.status:<9} {s.name:<11}{pcrs}  {s.detail}\n")
+    if result.identical_bytes:
+        w("Result: identical files\n")
+    elif result.same_measurements:
+        extra = " (PCR8 differs: signed by another signer, or by only one)" if "PCR8" in result.pcrs_differ else ""
+        w(f"Result: same PCR0/PCR1/PCR2; only unmeasured parts differ{extra}\n")
+    else:
+        w(f"Result: PCRs differ: {', '.join(result.pcrs_differ)}\n")
+    return code
 
 
 # --- build --------------------------------------------------------------------------
