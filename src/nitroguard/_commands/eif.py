@@ -324,7 +324,9 @@ def _diff(args: argparse.Namespace) -> int:
     if result.identical_bytes:
         w("Result: identical files\n")
     elif result.same_measurements:
-        extra = " (PCR8 differs: signed by another signer, or by only one)" if "PCR8" in result.pcrs_differ else ""
+        extra = ""
+        if "PCR8" in result.pcrs_differ:
+            extra = " (PCR8 differs: another signer, or only one image is signed)"
         w(f"Result: same PCR0/PCR1/PCR2; only unmeasured parts differ{extra}\n")
     else:
         w(f"Result: PCRs differ: {', '.join(result.pcrs_differ)}\n")
@@ -395,6 +397,7 @@ def _sign(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from nitroguard.eif import EPOCH_BUILD_TIME, build_eif, default_metadata
     from nitroguard.eif._reader import _kernel_version
+    from nitroguard.eif._writer import _kernel_prefix
 
     # nitro-cli trims the cmdline blob (spec 2.4); a trailing newline would change PCR0.
     cmdline = _text_or_file(args.cmdline, "cmdline").strip()
@@ -407,8 +410,7 @@ def _build(args: argparse.Namespace) -> int:
             build_time = dt.datetime.now(dt.UTC).isoformat()
         else:
             build_time = parse_time(args.build_time).isoformat()
-        kernel_head = _read_file(args.kernel, "kernel")[: 64 * 1024]
-        kver = _kernel_version(kernel_head)
+        kver = _kernel_version(_kernel_prefix(args.kernel))
         metadata = default_metadata(
             image_name=args.image_name or Path(args.kernel).name,
             image_version=args.image_version,
