@@ -68,6 +68,18 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
+def _peer_hung_up(sock: socket.socket) -> bool:
+    """Whether an idle connection was closed (or sent something unasked) by the peer."""
+    poller = select.poll()  # poll, not select: no FD_SETSIZE limit
+    try:
+        poller.register(sock, select.POLLIN)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return True
+    # Between requests the server never speaks: readable means EOF, a reset or garbage.
+    return bool(events)
+
+
 def _send_frame(sock: socket.socket, payload: bytes, timeout: float) -> None:
     sock.settimeout(timeout)
     sock.sendall(_HEADER.pack(len(payload)) + payload)
@@ -129,6 +141,10 @@ class SocketNsm(Nsm):
         with self._lock:
             if self._closed:
                 raise NsmError(f"SocketNsm({self.path}) is closed", Reason.NSM_UNAVAILABLE)
+            if self._sock is not None and _peer_hung_up(self._sock):
+                # The server closes idle connections; nothing was sent yet, so a new
+                # connection is safe here (unlike a retry after sending).
+                self._drop()
             if self._sock is None:
                 self._sock = self._connect()
             sock = self._sock
@@ -233,8 +249,11 @@ class NsmServer:
     def serve_forever(self) -> None:
         """Accept connections until `shutdown` is called."""
         try:
+            poller = select.poll()  # poll, not select: no FD_SETSIZE limit
+            poller.register(self._listener, select.POLLIN)
+            poller.register(self._wake_r, select.POLLIN)
             while not self._stopping.is_set():
-                ready, _, _ = select.select([self._listener.fileno(), self._wake_r], [], [])
+                ready = {fd for fd, _ in poller.poll()}
                 if self._wake_r in ready or self._stopping.is_set():
                     break
                 try:
