@@ -233,6 +233,9 @@ class NsmServer:
             sock.bind(self.path)
             os.chmod(self.path, mode)
             sock.listen(min(self.max_connections, socket.SOMAXCONN))
+            # Non-blocking, so a connection reset between poll and accept cannot park
+            # the accept loop where shutdown() would not wake it.
+            sock.setblocking(False)
         except OSError as exc:
             sock.close()
             raise ConfigError(f"cannot listen on {self.path}: {exc.strerror or exc}") from exc
@@ -258,6 +261,8 @@ class NsmServer:
                     break
                 try:
                     conn, _ = self._listener.accept()
+                except BlockingIOError:
+                    continue  # the peer left between poll and accept
                 except OSError as exc:
                     # EMFILE and friends: keep serving the connections we have.
                     _log.warning("accept failed: %s", exc)
@@ -280,7 +285,15 @@ class NsmServer:
         with self._state_lock:
             self._conns.add(conn)
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # out of threads: drop this one, keep serving
+            _log.warning("cannot start a connection thread: %s", exc)
+            with self._state_lock:
+                self._conns.discard(conn)
+                self._threads.discard(thread)
+            conn.close()
+            self._slots.release()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop accepting, close every connection, remove the socket file."""
