@@ -421,8 +421,20 @@ class Connection:
     async def _read_until(self, deadline: float) -> bytes:
         watchdog = self._watchdog
         watchdog.arm(deadline)
+        stream = self._stream
         try:
-            return await self._stream.receive_some(DEFAULT_RECEIVE_SIZE)
+            if type(stream) is SocketStream:
+                # Hot path: `SocketStream.receive_some` inlined (one coroutine frame less).
+                if stream._closed:
+                    raise ClosedResourceError("receive on a closed stream")
+                try:
+                    data = await stream._reader.read(DEFAULT_RECEIVE_SIZE)
+                except OSError as exc:
+                    raise BrokenStreamError(f"connection broken while receiving: {exc}") from exc
+                if stream._counter is not None:
+                    stream._counter.bytes_in += len(data)
+                return data
+            return await stream.receive_some(DEFAULT_RECEIVE_SIZE)
         except asyncio.CancelledError:
             if watchdog.fired:
                 watchdog.fired = False
