@@ -586,6 +586,7 @@ def test_parse_allocator_subset() -> None:
         ("memory_mib: 5l2\n", "line 1: memory_mib: '5l2' is not a decimal integer"),
         ("memory_mib: 99999999999\n", "is not a decimal integer"),
         ("memory_mib: 4294967295\n", "larger than 2147483647"),
+        ("memory_mib: 0512\n", "'0512' has a leading zero \\(octal in YAML 1.1\\)"),
         ("cpu_count:\n", "line 1: cpu_count has no value"),
         ("cpu_count:2\n", "a space must follow the ':'"),
         ("cpu_pool: 3-1\n", "line 1: cpu_pool: range '3-1' runs backwards"),

@@ -423,6 +423,9 @@ def _yaml_scalar(raw: str, line: int, key: str) -> str:
 def _yaml_int(value: str, line: int, key: str) -> int:
     if not re.fullmatch(r"[0-9]{1,10}", value):
         raise _bad_yaml(line, f"{key}: {value[:40]!r} is not a decimal integer")
+    if len(value) > 1 and value.startswith("0"):
+        # YAML 1.1 readers (and so some allocator versions) take 0644 as octal.
+        raise _bad_yaml(line, f"{key}: {value!r} has a leading zero (octal in YAML 1.1)")
     number = int(value)
     if number > MAX_ALLOCATOR_INT:
         raise _bad_yaml(line, f"{key}: {number} is larger than {MAX_ALLOCATOR_INT}")
