@@ -197,7 +197,7 @@ def _cpu1(params: list[tuple[str, str | None]]) -> Finding:
 
 def _kernel_source(image: EifImage) -> tuple[str | None, str]:
     if image.kernel_version:
-        return image.kernel_version, "bzImage setup header (measured)"
+        return image.kernel_version, "the kernel image itself (measured)"
     meta = image.metadata_kernel_version
     if meta:
         return meta, "metadata KernelVersion (NOT attested)"
