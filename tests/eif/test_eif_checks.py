@@ -126,6 +126,7 @@ def test_kernel_version_from_bzimage_wins_over_metadata() -> None:
     f = _findings(GOOD, kernel=kernel, kernel_version="4.14.1")
     assert f["RNG-3"].status == "pass"
     assert "measured" in f["RNG-3"].evidence
+    assert "the unattested metadata claims '4.14.1'" in f["RNG-3"].evidence
     image = read_eif(craft([(1, kernel), (2, b"c"), (5, b"{}"), (3, b"r")]))
     assert image.kernel_version == "6.6.52 (builder@host) #1 SMP"
 
