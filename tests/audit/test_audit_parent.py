@@ -338,6 +338,10 @@ def test_cpu2_enclave_cpus_outside_the_pool_warn(tree: Tree) -> None:
     assert finding.status is Status.WARN
     assert "runs on CPU(s) 2 outside the pool" in finding.evidence
     assert "CPUIDs 1,3" in cpu2(tree, json.dumps(PRODUCTION)).evidence
+    half = [{**PRODUCTION[0], "CPUIDs": [1]}]
+    finding = cpu2(tree, json.dumps(half))
+    assert finding.status is Status.WARN
+    assert "has 1 CPU(s), not a whole number of 2-thread cores" in finding.evidence
 
 
 def test_gather_parent_reads_only_the_cpus_it_needs(tree: Tree) -> None:
