@@ -14,7 +14,7 @@ from nitroguard.channel.events import Event
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
     """A deterministic rng for reproducible handshakes (tests only)."""
     gen = random.Random(seed)
-    return lambda n: gen.randbytes(n)
+    return gen.randbytes
 
 
 def pump(
