@@ -392,7 +392,12 @@ class ClientConnection(_Connection):
         if hello.suite not in self._suites:
             raise ChannelError(f"server chose suite 0x{hello.suite:04x}, not offered")
         # (1) The document: the injected verifier checks chain, signature and policy.
-        document = self._verify(hello.document)
+        try:
+            document = self._verify(hello.document)
+        except Error:
+            # Tell the server why the handshake ends (unauthenticated, for its logs).
+            self._outbox.append(_wire.encode_alert(AlertCode.ATTESTATION_REJECTED))
+            raise
         # (2) Binding (ATT-6 CLI): the attested key is the one that signs the transcript.
         server_key = _bound_key(document)
         # (3) Freshness and downgrade protection: the signature covers our ClientHello
