@@ -133,6 +133,15 @@ class Reason(enum.StrEnum):
     BAD_CRC = "bad_crc"
     BAD_METADATA = "bad_metadata"
     BAD_SIGNATURE_SECTION = "bad_signature_section"
+    BAD_HEADER = "bad_header"
+    TOO_MANY_SECTIONS = "too_many_sections"
+    SECTION_OUT_OF_BOUNDS = "section_out_of_bounds"
+    SECTION_SIZE_MISMATCH = "section_size_mismatch"
+    UNKNOWN_SECTION_TYPE = "unknown_section_type"
+    MISSING_SECTION = "missing_section"
+    DUPLICATE_SECTION = "duplicate_section"
+    NOT_SIGNED = "not_signed"
+    SIGNATURE_PAYLOAD_MISMATCH = "signature_payload_mismatch"
 
 
 class Error(Exception):

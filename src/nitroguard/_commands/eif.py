@@ -1,18 +1,355 @@
-"""`nitroguard eif`: not yet available (see the issue tracker)."""
+"""`nitroguard eif`: describe, measure and build Enclave Image Files.
+
+- ``nitroguard eif describe FILE [--json] [--at TIME] [--allow ID]``: validate the
+  layout and CRC, recompute PCR0/1/2/8, verify the signature over our own PCR0, and
+  run the static checks. JSON uses ``nitro-cli describe-eif``'s field names.
+- ``nitroguard eif pcr FILE [--json]``: only the PCRs.
+- ``nitroguard eif build --kernel K --cmdline TEXT|@FILE --ramdisk R... -o OUT``:
+  a deterministic (and atomic) build, optionally signed.
+
+Exit codes: 0 sound, 1 failed CRC / signature / check or malformed image,
+2 unreadable input or usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+from pathlib import Path
 from typing import Any
+
+from nitroguard.errors import ConfigError, Error, Reason
+from nitroguard.findings import Finding, Status, summarize
+
+from ._common import emit_json, parse_time
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add the `eif` subcommand."""
-    parser = sub.add_parser("eif", help="(not yet available)")
-    parser.set_defaults(func=_run)
+    """Add the `eif` subcommand and its `describe`, `pcr` and `build` actions."""
+    parser = sub.add_parser(
+        "eif",
+        help="describe, measure and build Enclave Image Files",
+        description="Parse, measure, verify and build EIF images without nitro-cli or Docker.",
+    )
+    actions = parser.add_subparsers(dest="eif_command", metavar="ACTION")
+    actions.required = True
+
+    describe = actions.add_parser(
+        "describe",
+        help="validate an image, recompute its PCRs, verify its signature, run static checks",
+    )
+    describe.add_argument("file", metavar="FILE", help="the .eif file")
+    describe.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    describe.add_argument(
+        "--at",
+        metavar="TIME",
+        help="judge the signing certificate's validity at TIME (ISO-8601 or epoch ms; "
+        "default: now)",
+    )
+    describe.add_argument(
+        "--allow",
+        metavar="ID",
+        action="append",
+        default=[],
+        help="do not fail on this finding id (e.g. RNG-2); repeatable",
+    )
+    describe.set_defaults(func=_describe)
+
+    pcr = actions.add_parser("pcr", help="print only the PCRs of an image")
+    pcr.add_argument("file", metavar="FILE", help="the .eif file")
+    pcr.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    pcr.set_defaults(func=_pcr)
+
+    build = actions.add_parser(
+        "build",
+        help="write an EIF deterministically (nitro-cli's layout), optionally signed",
+    )
+    build.add_argument("--kernel", required=True, metavar="FILE", help="bzImage or Image")
+    build.add_argument(
+        "--cmdline",
+        required=True,
+        metavar="TEXT|@FILE",
+        help="kernel command line, or @FILE to read it (trailing newline trimmed, like nitro-cli)",
+    )
+    build.add_argument(
+        "--ramdisk",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="ramdisk, in order; repeat for more (the first is measured in PCR1)",
+    )
+    build.add_argument(
+        "--metadata",
+        metavar="JSON|@FILE",
+        help="the exact metadata section (JSON); default: generated, with the epoch as build time",
+    )
+    build.add_argument("--image-name", help="ImageName for generated metadata")
+    build.add_argument("--image-version", default="1.0", help="ImageVersion (default 1.0)")
+    build.add_argument(
+        "--build-time",
+        metavar="TIME|now",
+        help="BuildTime for generated metadata (default 1970-01-01T00:00:00+00:00; "
+        "'now' reads the clock)",
+    )
+    build.add_argument("--arch", choices=["x86_64", "aarch64"], default="x86_64")
+    build.add_argument("--sign-cert", metavar="PEM", help="signing certificate (PEM)")
+    build.add_argument("--sign-key", metavar="PEM", help="EC private key (PEM, unencrypted)")
+    build.add_argument("-o", "--output", required=True, metavar="OUT", help="output .eif")
+    build.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    build.set_defaults(func=_build)
 
 
-def _run(args: argparse.Namespace) -> int:
-    sys.stderr.write("nitroguard eif: not yet available\n")
-    return 2
+# --- describe -----------------------------------------------------------------------
+
+
+def _metadata_view(metadata: Any) -> Any:
+    """nitro-cli's ``Metadata``: BuildMetadata fields, DockerInfo, custom keys flattened."""
+    if not isinstance(metadata, dict):
+        return metadata
+    view: dict[str, Any] = {}
+    build = metadata.get("BuildMetadata")
+    if isinstance(build, dict):
+        view.update(build)
+    view["DockerInfo"] = metadata.get("DockerInfo")
+    custom = metadata.get("CustomMetadata")
+    if isinstance(custom, dict):
+        view.update(custom)
+    elif custom is not None:
+        view["CustomMetadata"] = custom
+    return view
+
+
+def _fail_json(exc: Error, as_json: bool) -> int:
+    code = EXIT_USAGE if exc.reason is Reason.UNREADABLE_INPUT else EXIT_FAILED
+    if as_json:
+        emit_json({"Error": exc.to_dict()})
+    sys.stderr.write(f"nitroguard: {exc.diagnostics()}\n")
+    return code
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from nitroguard.eif import read_eif, static_checks
+
+    # The clock is read once, here, at the boundary.
+    at = parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
+    try:
+        image = read_eif(args.file, check_crc=False)
+    except Error as exc:
+        return _fail_json(exc, args.json)
+    report = image.check_signature(at)
+    findings = static_checks(image)
+    allowed = {a.upper() for a in args.allow}
+    failed_findings = [f for f in findings if f.status is Status.FAIL and f.id not in allowed]
+    problems: list[str] = []
+    if not image.crc_ok:
+        problems.append("CRC mismatch")
+    if report is not None and not report.ok:
+        problems.append(f"signature: {report.message}")
+    problems += [f"{f.id} failed" for f in failed_findings]
+    code = EXIT_FAILED if problems else EXIT_OK
+
+    if args.json:
+        meta = image.metadata if isinstance(image.metadata, dict) else {}
+        out: dict[str, Any] = {
+            "EifVersion": image.version,
+            "Measurements": image.measurements.to_dict(),
+            "IsSigned": image.is_signed,
+        }
+        if report is not None:
+            out["SigningCertificate"] = {
+                "IssuerName": report.issuer,
+                "SubjectName": report.subject,
+                "Algorithm": report.to_dict()["Algorithm"],
+                "NotBefore": report.to_dict()["NotBefore"],
+                "NotAfter": report.to_dict()["NotAfter"],
+            }
+        out["CheckCRC"] = image.crc_ok
+        if report is not None:
+            out["SignatureCheck"] = report.ok
+            out["Signature"] = report.to_dict()
+        out["ImageName"] = meta.get("ImageName")
+        out["ImageVersion"] = meta.get("ImageVersion")
+        out["Metadata"] = _metadata_view(image.metadata)
+        out["Arch"] = image.header.arch
+        out["FileSize"] = image.file_size
+        out["CRC32"] = {
+            "Stored": f"{image.header.crc32:#010x}",
+            "Computed": f"{image.crc_computed:#010x}",
+        }
+        out["Sections"] = [
+            {"Index": s.index, "Type": s.type.name.lower(), "Offset": s.offset, "Size": s.size}
+            for s in image.sections
+        ]
+        out["KernelVersion"] = image.kernel_version
+        out["LayoutIssues"] = list(image.layout_issues)
+        out["Findings"] = [f.to_dict() for f in findings]
+        out["Allowed"] = sorted(allowed)
+        out["Sound"] = not problems
+        emit_json(out)
+        return code
+
+    w = sys.stdout.write
+    h = image.header
+    w(f"EIF version {h.version} ({h.arch}), {image.file_size} bytes, {h.num_sections} sections\n")
+    for s in image.sections:
+        w(f"  [{s.index}] {s.type.name.lower():<9} offset {s.offset:>12}  size {s.size:>12}\n")
+    w("\nMeasurements (SHA-384):\n")
+    for name, value in image.measurements.as_hex().items():
+        w(f"  {name}  {value}\n")
+    w(
+        f"\nCRC-32     {'ok' if image.crc_ok else 'MISMATCH'} (stored {h.crc32:#010x}, "
+        f"computed {image.crc_computed:#010x})\n"
+    )
+    if report is None:
+        w("Signature  none (unsigned image)\n")
+    else:
+        alg = report.to_dict()["Algorithm"]
+        verdict = "ok" if report.ok else f"FAILED: {report.message} [{report.reason}]"
+        w(f"Signature  {verdict}\n")
+        w(f"  {alg} by {report.subject} (issuer {report.issuer})\n")
+        nb = report.not_before.isoformat() if report.not_before else "?"
+        na = report.not_after.isoformat() if report.not_after else "?"
+        w(f"  valid {nb} .. {na}, checked at {at.isoformat()}\n")
+        w(
+            f"  signature over our PCR0: {'valid' if report.signature_valid else 'INVALID'}; "
+            f"embedded payload {'matches' if report.payload_matches else 'DOES NOT MATCH'}\n"
+        )
+    if isinstance(image.metadata, dict):
+        meta_view = _metadata_view(image.metadata)
+        w("\nMetadata (not attested: editing it changes no PCR)\n")
+        for key in ("ImageName", "ImageVersion"):
+            w(f"  {key}: {image.metadata.get(key)}\n")
+        if isinstance(meta_view, dict):
+            for key, value in meta_view.items():
+                if key != "DockerInfo" or value is not None:
+                    w(f"  {key}: {value}\n")
+    w(f"\nCmdline: {image.cmdline_text}\n")
+    if image.kernel_version:
+        w(f"Kernel:  {image.kernel_version}\n")
+    w("\nFindings:\n")
+    for f in findings:
+        _write_finding(f, allowed)
+    counts = summarize(findings)
+    w(
+        f"\n{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail, "
+        f"{counts['skip']} skip\n"
+    )
+    w("Result: SOUND\n" if not problems else f"Result: FAILED ({'; '.join(problems)})\n")
+    return code
+
+
+def _write_finding(f: Finding, allowed: set[str]) -> None:
+    w = sys.stdout.write
+    tag = f.status.value.upper()
+    if f.status is Status.FAIL and f.id in allowed:
+        tag = "FAIL (allowed)"
+    w(f"  {tag:<5} {f.id:<10} {f.title}\n")
+    w(f"        {f.evidence}\n")
+    if f.remediation:
+        w(f"        fix: {f.remediation}\n")
+
+
+# --- pcr ----------------------------------------------------------------------------
+
+
+def _pcr(args: argparse.Namespace) -> int:
+    from nitroguard.eif import read_eif
+
+    try:
+        image = read_eif(args.file)
+    except Error as exc:
+        return _fail_json(exc, args.json)
+    values = image.measurements.as_hex()
+    if args.json:
+        emit_json(values)
+    else:
+        for name, value in values.items():
+            sys.stdout.write(f"{name} {value}\n")
+    return EXIT_OK
+
+
+# --- build --------------------------------------------------------------------------
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise Error(f"cannot read {what} {path}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
+
+
+def _text_or_file(value: str, what: str) -> bytes:
+    if value.startswith("@"):
+        return _read_file(value[1:], what)
+    return value.encode()
+
+
+def _build(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from nitroguard.eif import EPOCH_BUILD_TIME, Signer, build_eif, default_metadata
+    from nitroguard.eif._reader import _kernel_version
+
+    # nitro-cli trims the cmdline blob (spec 2.4); a trailing newline would change PCR0.
+    cmdline = _text_or_file(args.cmdline, "cmdline").strip()
+    if args.metadata is not None:
+        metadata = _text_or_file(args.metadata, "metadata")
+    else:
+        if args.build_time is None:
+            build_time = EPOCH_BUILD_TIME
+        elif args.build_time == "now":
+            build_time = dt.datetime.now(dt.UTC).isoformat()
+        else:
+            build_time = parse_time(args.build_time).isoformat()
+        kernel_head = _read_file(args.kernel, "kernel")[: 64 * 1024]
+        kver = _kernel_version(kernel_head)
+        metadata = default_metadata(
+            image_name=args.image_name or Path(args.kernel).name,
+            image_version=args.image_version,
+            build_time=build_time,
+            kernel_version=kver.split()[0] if kver else "unknown",
+        )
+    signer = None
+    if (args.sign_cert is None) != (args.sign_key is None):
+        raise ConfigError("--sign-cert and --sign-key go together")
+    if args.sign_cert is not None:
+        cert_pem = _read_file(args.sign_cert, "signing certificate")
+        key_pem = _read_file(args.sign_key, "signing key")
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"cannot load the signing key: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError("the signing key must be an EC key (P-256, P-384 or P-521)")
+        signer = Signer(cert_pem, key)
+    result = build_eif(
+        args.output,
+        kernel=args.kernel,
+        cmdline=cmdline,
+        ramdisks=args.ramdisk,
+        metadata=metadata,
+        signer=signer,
+        arch=args.arch,
+    )
+    if args.json:
+        emit_json(
+            {
+                "Path": str(result.path),
+                "Size": result.size,
+                "CRC32": f"{result.crc32:#010x}",
+                "Measurements": result.measurements.to_dict(),
+            }
+        )
+    else:
+        sys.stdout.write(f"wrote {result.path} ({result.size} bytes)\n")
+        for name, value in result.measurements.as_hex().items():
+            sys.stdout.write(f"{name} {value}\n")
+    return EXIT_OK

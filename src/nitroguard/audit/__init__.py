@@ -1,1 +1,212 @@
-"""nitroguard.audit."""
+"""In-enclave environment audit: does the enclave stand on safe ground?
+
+An enclave application calls `require_secure_environment` at start-up, before it
+generates keys or trusts the time, and refuses to start if it raises::
+
+    from nitroguard.audit import require_secure_environment
+    from nitroguard.nsm import Nsm
+
+    require_secure_environment(nsm=Nsm.open())
+
+Auditors run the same checks with ``nitroguard audit``. Every check reads its facts
+through `SystemProbe` (whose root is a parameter) and is a pure function of them,
+see `nitroguard.audit.checks`. Also here: `entropy.seed_from_nsm` (seed the kernel
+CRNG from the NSM), `attested_time` and `ClockGuard` (trusted time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from nitroguard.audit.checks import AREAS, DEFAULT, ENV_ID, Check, Options
+from nitroguard.audit.clock import ClockEvent, ClockGuard, SelfAttestation, attested_time
+from nitroguard.audit.facts import AuditNsm, Facts, gather
+from nitroguard.audit.probe import FileRead, NodeInfo, SystemProbe
+from nitroguard.errors import ConfigError, InsecureEnvironment
+from nitroguard.findings import Finding, Status
+
+__all__ = [
+    "AREAS",
+    "DEFAULT",
+    "ENV_ID",
+    "Check",
+    "ClockEvent",
+    "ClockGuard",
+    "Facts",
+    "FileRead",
+    "NodeInfo",
+    "Options",
+    "SelfAttestation",
+    "SystemProbe",
+    "attested_time",
+    "require_secure_environment",
+    "run",
+    "select_checks",
+]
+
+log = logging.getLogger(__name__)
+
+
+def select_checks(checks: Sequence[Check], only: Iterable[str] | None) -> tuple[Check, ...]:
+    """Keep the checks named in `only` (ids like ``RNG-1`` or area prefixes like ``TIME``).
+
+    Raises:
+        ConfigError: a name matches no check.
+    """
+    if only is None:
+        return tuple(checks)
+    wanted = [w.strip().upper() for w in only if w.strip()]
+    for name in wanted:
+        if not any(name in (c.id, c.area) for c in checks):
+            known = ", ".join(c.id for c in checks)
+            raise ConfigError(f"unknown check {name!r} (known: {known})")
+    return tuple(c for c in checks if any(name in (c.id, c.area) for name in wanted))
+
+
+def _outside(finding: Finding) -> Finding:
+    # Outside an enclave the enclave checks are not wrong, just not applicable: say so
+    # plainly with skip instead of a wall of failures (or of misleading passes), but
+    # keep what the check would have said.
+    if finding.status is Status.SKIP:
+        return finding
+    return Finding(
+        finding.id,
+        finding.title,
+        Status.SKIP,
+        f"outside a Nitro Enclave (would {finding.status.value}): {finding.evidence}",
+        finding.remediation,
+    )
+
+
+def evaluate(
+    facts: Facts, checks: Sequence[Check] = DEFAULT, options: Options | None = None
+) -> list[Finding]:
+    """Run pure checks over already gathered facts.
+
+    Args:
+        facts: the snapshot from `nitroguard.audit.facts.gather`.
+        checks: the checks to run.
+        options: thresholds (default `Options()`).
+
+    Returns:
+        One finding per check, in order; outside an enclave (see ENV-1) the
+        enclave-only checks report skip instead of warn/fail.
+    """
+    from nitroguard.audit.checks import enclave_signals
+
+    options = options if options is not None else Options()
+    inside = bool(enclave_signals(facts))
+    findings = []
+    for check in checks:
+        finding = check.func(facts, options)
+        if check.enclave_only and not inside:
+            finding = _outside(finding)
+        findings.append(finding)
+    return findings
+
+
+def run(
+    probe: SystemProbe | None = None,
+    nsm: AuditNsm | None = None,
+    checks: Sequence[Check] = DEFAULT,
+    *,
+    only: Iterable[str] | None = None,
+    roots: Any = None,
+    verifier: Any = None,
+    options: Options | None = None,
+) -> list[Finding]:
+    """Audit the environment and return one finding per check.
+
+    Args:
+        probe: where facts come from (default: ``SystemProbe("/")``, this machine).
+        nsm: an NSM handle (`nitroguard.nsm.Nsm` or the emulator) for the NSM-backed
+            checks (NSM-2's DescribeNSM, ATT-2, ATT-7, TIME-3's attested time).
+        checks: the checks to run (default: all).
+        only: ids or area prefixes to keep (``["RNG-1", "TIME"]``).
+        roots: trust anchors for the self-attestation (None: the pinned AWS root).
+        verifier: a ready `nitroguard.attestation.Verifier` (overrides `roots`).
+        options: thresholds.
+
+    Returns:
+        The findings, in check order.
+
+    Raises:
+        ConfigError: `only` names an unknown check.
+    """
+    selected = select_checks(checks, only)
+    probe = probe if probe is not None else SystemProbe("/")
+    facts = gather(probe, nsm, roots=roots, verifier=verifier)
+    return evaluate(facts, selected, options)
+
+
+def require_secure_environment(
+    probe: SystemProbe | None = None,
+    nsm: AuditNsm | None = None,
+    checks: Sequence[Check] = DEFAULT,
+    *,
+    waive: frozenset[str] | set[str] = frozenset(),
+    roots: Any = None,
+    verifier: Any = None,
+    options: Options | None = None,
+    logger: logging.Logger | None = None,
+) -> list[Finding]:
+    """Fail closed: raise unless every check passes (warnings are logged).
+
+    Call it at enclave start-up before generating keys or trusting the time. Running
+    outside a Nitro Enclave fails too (ENV-1), unless ``"ENV-1"`` is waived, which
+    is the explicit switch for local development.
+
+    Args:
+        probe: where facts come from (default: this machine).
+        nsm: the NSM handle; without it the attestation checks are skipped.
+        checks: the checks to run.
+        waive: check ids whose failure is accepted; each waiver is logged at WARNING.
+        roots: trust anchors for the self-attestation (None: the pinned AWS root).
+        verifier: a ready verifier (overrides `roots`).
+        options: thresholds.
+        logger: where warnings and waivers go (default: this module's logger).
+
+    Returns:
+        All findings, when nothing unwaived failed.
+
+    Raises:
+        InsecureEnvironment: some check failed; `.findings` lists the failing ones.
+        ConfigError: `waive` names an unknown check id.
+    """
+    out = logger if logger is not None else log
+    known = {c.id for c in checks}
+    unknown = sorted(set(waive) - known)
+    if unknown:
+        raise ConfigError(f"cannot waive unknown check ids: {', '.join(unknown)}")
+    findings = run(probe, nsm, checks, roots=roots, verifier=verifier, options=options)
+    failing: list[Finding] = []
+    for finding in findings:
+        bad = finding.status is Status.FAIL or (
+            finding.id == ENV_ID and finding.status is not Status.PASS
+        )
+        if finding.id in waive:
+            if bad:
+                out.warning(
+                    "audit: WAIVED %s (%s) %s: %s",
+                    finding.id,
+                    finding.title,
+                    finding.status.value,
+                    finding.evidence,
+                )
+            else:
+                out.warning(
+                    "audit: waiver for %s unused (status %s)", finding.id, finding.status.value
+                )
+            continue
+        if bad:
+            failing.append(finding)
+        elif finding.status is Status.WARN:
+            out.warning("audit: %s %s: %s", finding.id, finding.title, finding.evidence)
+    if failing:
+        ids = ", ".join(f.id for f in failing)
+        raise InsecureEnvironment(
+            f"insecure environment: {ids} failed", findings=failing, failed=[f.id for f in failing]
+        )
+    return findings

@@ -1,0 +1,230 @@
+"""`Facts`: one snapshot of everything the checks look at, gathered through the probe.
+
+`gather` does all the I/O (through `SystemProbe` and, if given, the NSM); the checks
+in `nitroguard.audit.checks` are pure functions of the resulting `Facts`. Tests can
+therefore drive a check with a fake tree, or build `Facts` by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Protocol
+
+from nitroguard.audit.clock import SelfAttestation, self_attest
+from nitroguard.audit.probe import FileRead, NodeInfo, SystemProbe
+from nitroguard.errors import Error
+
+__all__ = [
+    "HWRNG_DIRS",
+    "AuditNsm",
+    "Facts",
+    "NsmFacts",
+    "first_present",
+    "gather",
+]
+
+#: Both sysfs locations of the hw_random attributes. ``/sys/class/misc/hw_random`` is
+#: normally a symlink to the second; checks that hand-roll this often read only one
+#: (threat-checklist §4), so we read both.
+HWRNG_DIRS = ("/sys/class/misc/hw_random", "/sys/devices/virtual/misc/hw_random")
+CLOCKSOURCE_DIR = "/sys/devices/system/clocksource/clocksource0"
+VULN_DIR = "/sys/devices/system/cpu/vulnerabilities"
+#: The NSM's virtio device id (VIRTIO_ID_NITRO_SEC_MOD = 33), as sysfs prints it.
+NSM_VIRTIO_ID = 0x21
+PTP_NODES = ("/dev/ptp0", "/dev/ptp_ena", "/dev/ptp_kvm")
+#: Upper bounds on directory scans (a hostile or odd tree must not make us read forever).
+MAX_DIR_ENTRIES = 256
+
+#: The first moment this build of nitroguard could have been built. A wall clock
+#: before it is certainly wrong (TIME-3: kvm-clock absent gives 1999-11-30).
+BUILD_DATE = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+
+
+class AuditNsm(Protocol):
+    """The part of `nitroguard.nsm.Nsm` the audit uses."""
+
+    def describe_nsm(self) -> Any: ...
+
+    def describe_pcr(self, index: int) -> Any: ...
+
+    def get_attestation(
+        self,
+        user_data: bytes | None = None,
+        nonce: bytes | None = None,
+        public_key: bytes | None = None,
+    ) -> bytes: ...
+
+    def get_random(self, n: int) -> bytes: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NsmFacts:
+    """What the NSM said.
+
+    Attributes:
+        description: the DescribeNSM answer, or None.
+        describe_error: why DescribeNSM failed.
+        app_pcrs: ``(index, locked, value)`` for PCRs 16-31.
+        pcr_error: why DescribePCR failed.
+        attestation: a fresh verified self-attestation, or None.
+        attestation_error: why it could not be obtained or verified.
+    """
+
+    description: Any = None
+    describe_error: str | None = None
+    app_pcrs: tuple[tuple[int, bool, bytes], ...] = ()
+    pcr_error: str | None = None
+    attestation: SelfAttestation | None = None
+    attestation_error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything the checks read, as one immutable snapshot.
+
+    Attributes mirror the files read (each a `FileRead` that keeps the path and the
+    raw value for evidence). `nsm` is None when no NSM handle was given.
+    """
+
+    root: str
+    live: bool
+    rng_current: tuple[FileRead, ...]
+    rng_available: tuple[FileRead, ...]
+    rng_quality: tuple[FileRead, ...]
+    cmdline: FileRead
+    kernel_release: str | None
+    kernel_release_source: str
+    getrandom_ready: bool | None
+    clocksource: FileRead
+    clocksource_available: FileRead
+    ptp_nodes: tuple[NodeInfo, ...]
+    ptp_clocks: tuple[FileRead, ...]
+    vulnerabilities: tuple[FileRead, ...] | None
+    swaps: FileRead
+    meminfo_swap: str | None
+    panic_on_oom: FileRead
+    overcommit_memory: FileRead
+    dev_nsm: NodeInfo | None
+    misc_nsm_dev: FileRead
+    nsm_virtio: tuple[str, ...]
+    wall_time: float | None
+    build_date: dt.datetime = BUILD_DATE
+    nsm: NsmFacts | None = None
+
+
+def first_present(reads: tuple[FileRead, ...]) -> FileRead:
+    for read in reads:
+        if read.raw is not None:
+            return read
+    return reads[0]
+
+
+def _gather_nsm(
+    nsm: AuditNsm,
+    probe: SystemProbe,
+    *,
+    roots: Any,
+    verifier: Any,
+    nonce: bytes | None,
+) -> NsmFacts:
+    description: Any = None
+    describe_error = pcr_error = attestation_error = None
+    try:
+        description = nsm.describe_nsm()
+    except Error as exc:
+        describe_error = exc.diagnostics()
+    app_pcrs: list[tuple[int, bool, bytes]] = []
+    try:
+        for index in range(16, 32):
+            pcr = nsm.describe_pcr(index)
+            app_pcrs.append((index, bool(pcr.lock), bytes(pcr.data)))
+    except Error as exc:
+        pcr_error = f"DescribePCR({len(app_pcrs) + 16}): {exc.diagnostics()}"
+    attestation = None
+    try:
+        attestation = self_attest(
+            nsm, roots=roots, verifier=verifier, nonce=nonce, wall_clock=probe.wall_time
+        )
+    except Error as exc:
+        attestation_error = exc.diagnostics()
+    return NsmFacts(
+        description, describe_error, tuple(app_pcrs), pcr_error, attestation, attestation_error
+    )
+
+
+def gather(
+    probe: SystemProbe,
+    nsm: AuditNsm | None = None,
+    *,
+    roots: Any = None,
+    verifier: Any = None,
+    nonce: bytes | None = None,
+    build_date: dt.datetime = BUILD_DATE,
+) -> Facts:
+    """Read every fact the checks need.
+
+    Args:
+        probe: where files and clocks come from.
+        nsm: an NSM handle (device or emulator), or None.
+        roots: trust anchors for the self-attestation (None: the AWS root).
+        verifier: a ready `nitroguard.attestation.Verifier` (overrides `roots`).
+        nonce: the self-attestation nonce (default: fresh random).
+        build_date: the earliest sane wall-clock time (TIME-3).
+
+    Returns:
+        The `Facts` snapshot.
+    """
+    release, release_source = probe.kernel_release()
+    vuln_names = probe.listdir(VULN_DIR)
+    vulnerabilities = (
+        None
+        if vuln_names is None
+        else tuple(probe.read(f"{VULN_DIR}/{name}") for name in vuln_names[:MAX_DIR_ENTRIES])
+    )
+    ptp_clocks = [
+        probe.read(f"/sys/class/ptp/{name}/clock_name")
+        for name in (probe.listdir("/sys/class/ptp") or [])[:MAX_DIR_ENTRIES]
+    ]
+    ptp_nodes = tuple(n for n in (probe.node(p) for p in PTP_NODES) if n is not None)
+    meminfo = probe.read("/proc/meminfo")
+    meminfo_swap = None
+    for line in (meminfo.raw or "").splitlines():
+        if line.startswith("SwapTotal:"):
+            meminfo_swap = line.split(":", 1)[1].strip()
+    nsm_virtio: list[str] = []
+    for name in (probe.listdir("/sys/bus/virtio/devices") or [])[:MAX_DIR_ENTRIES]:
+        read = probe.read(f"/sys/bus/virtio/devices/{name}/device")
+        try:
+            if read.value is not None and int(read.value, 16) == NSM_VIRTIO_ID:
+                nsm_virtio.append(read.path)
+        except ValueError:
+            continue
+    return Facts(
+        root=str(probe.root),
+        live=probe.live,
+        rng_current=tuple(probe.read(f"{d}/rng_current") for d in HWRNG_DIRS),
+        rng_available=tuple(probe.read(f"{d}/rng_available") for d in HWRNG_DIRS),
+        rng_quality=tuple(probe.read(f"{d}/rng_quality") for d in HWRNG_DIRS),
+        cmdline=probe.read("/proc/cmdline"),
+        kernel_release=release,
+        kernel_release_source=release_source,
+        getrandom_ready=probe.getrandom_ready(),
+        clocksource=probe.read(f"{CLOCKSOURCE_DIR}/current_clocksource"),
+        clocksource_available=probe.read(f"{CLOCKSOURCE_DIR}/available_clocksource"),
+        ptp_nodes=ptp_nodes,
+        ptp_clocks=tuple(ptp_clocks),
+        vulnerabilities=vulnerabilities,
+        swaps=probe.read("/proc/swaps"),
+        meminfo_swap=meminfo_swap,
+        panic_on_oom=probe.read("/proc/sys/vm/panic_on_oom"),
+        overcommit_memory=probe.read("/proc/sys/vm/overcommit_memory"),
+        dev_nsm=probe.node("/dev/nsm"),
+        misc_nsm_dev=probe.read("/sys/class/misc/nsm/dev"),
+        nsm_virtio=tuple(nsm_virtio),
+        wall_time=probe.wall_time(),
+        build_date=build_date,
+        nsm=None
+        if nsm is None
+        else _gather_nsm(nsm, probe, roots=roots, verifier=verifier, nonce=nonce),
+    )

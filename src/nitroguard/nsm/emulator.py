@@ -1,0 +1,200 @@
+"""`EmulatedNsm`: a software NSM with the real device's semantics.
+
+Behaviour follows ``../shared/spec/nsm-protocol.md`` (section 5.3 is the checklist):
+
+- 32 SHA-384 PCRs; 0-15 hold the boot measurements and are locked at start; 16-31
+  start as zeros and unlocked. Extend is ``SHA-384(old || data)``. Extending or locking
+  a locked PCR answers ``ReadOnlyIndex``; an index of 32 or more ``InvalidIndex``;
+  ``LockPCRs(range)`` locks ``[0, range)`` and may be repeated; range > 32 is
+  ``InvalidIndex``. Locks are permanent.
+- Requests are parsed like serde_cbor parses nsm-api's `Request` (see
+  `codec.parse_request`): anything malformed answers ``InvalidOperation``, over 4096
+  bytes ``InputTooLarge``.
+- DescribeNSM: version 1.0.0, ``module_id`` shaped ``i-<17 hex>-enc<16 hex>`` (the
+  first 12 hex digits after ``enc`` are the launch time in ms, as on AWS), 32 PCRs,
+  the locked PCRs ascending, digest ``SHA384``.
+- GetRandom: 256 bytes.
+- Attestation: an untagged COSE_Sign1, protected header ``{1: -35}`` (ES384), 96-byte
+  signature, payload an indefinite-length map (AWS's encoding since 2025) of the nine
+  keys in NSM order; ``pcrs`` holds every locked PCR; absent inputs are null, empty
+  ones empty byte strings. Signed by `EmulatorPki`, whose names say it is not AWS.
+- Debug mode reports PCR0, PCR1, PCR2 and PCR8 as zeros, as real debug enclaves do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from nitroguard.errors import ConfigError, Error
+from nitroguard.hazmat import cbor, cose
+from nitroguard.nsm import codec
+from nitroguard.nsm.codec import ErrorCode, NsmDescription, PcrDescription
+from nitroguard.nsm.interface import Nsm
+from nitroguard.nsm.pki import EmulatorPki
+
+__all__ = ["BOOT_LOCKED", "DEBUG_ZERO_PCRS", "EmulatedNsm", "extend"]
+
+#: PCRs 0-15 are measured and locked at boot.
+BOOT_LOCKED: Final = 16
+#: PCRs a debug-mode enclave reports as zeros (spec attestation.md 1.4).
+DEBUG_ZERO_PCRS: Final = (0, 1, 2, 8)
+_ZERO: Final = bytes(codec.PCR_SIZE)
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_INSTANCE_ID: Final = re.compile(r"i-[0-9a-f]{1,17}")
+
+
+def extend(old: bytes, data: bytes) -> bytes:
+    """The NSM's PCR extend: ``SHA-384(old || data)``."""
+    return hashlib.sha384(old + data).digest()
+
+
+def _as_bytes(value: object) -> bytes | None:
+    # Callers may pass anything through untyped code (CLI, config files).
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class EmulatedNsm(Nsm):
+    """An in-process software NSM.
+
+    Use it through the `Nsm` methods, or feed raw request bytes to `process` (what a
+    fake ``/dev/nsm`` or ``nitroguard nsm serve`` does). Thread-safe.
+
+    Args:
+        pki: the CA that signs documents. Defaults to the persistent `EmulatorPki()`
+            in ``$XDG_STATE_HOME/nitroguard/emulator``; tests use
+            `EmulatorPki.ephemeral()` (or `nitroguard.testing.ephemeral_nsm`).
+        debug_mode: report PCR0/1/2/8 as zeros, like an enclave started with
+            ``--debug-mode``.
+        pcrs: boot measurements for PCRs 0-15 (48 bytes each), e.g. PCR0/1/2 from
+            ``nitro-cli build-enclave`` or an EIF. Unspecified boot PCRs are zeros,
+            except PCR3 (from `parent_role`) and PCR4 (from `instance_id`).
+        clock: the time source for timestamps and certificates (aware datetimes).
+        rng: the source of GetRandom bytes and of generated identifiers.
+        instance_id: the parent instance id (``i-`` + 17 hex); random by default.
+        parent_role: the parent's IAM role ARN; PCR3 is extended with it (as QEMU's
+            nitro-enclave machine does), zeros when absent.
+
+    Raises:
+        ConfigError: a PCR index outside 0-15 or a value that is not 48 bytes.
+    """
+
+    def __init__(
+        self,
+        pki: EmulatorPki | None = None,
+        *,
+        debug_mode: bool = False,
+        pcrs: Mapping[int, bytes] | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        rng: Callable[[int], bytes] | None = None,
+        instance_id: str | None = None,
+        parent_role: str | None = None,
+    ) -> None:
+        self._clock = clock or _utcnow
+        self._rng = rng or os.urandom
+        self.pki = pki if pki is not None else EmulatorPki(clock=self._clock)
+        self.debug_mode = debug_mode
+        self._lock = threading.Lock()
+        if instance_id is None:
+            instance_id = "i-" + self._rng(9).hex()[:17]
+        elif not _INSTANCE_ID.fullmatch(instance_id):
+            raise ConfigError(f"instance id must look like i-<1 to 17 hex>, got {instance_id!r}")
+        launch_ms = self._now_ms() & 0xFFFF_FFFF_FFFF
+        self.module_id = f"{instance_id}-enc{launch_ms:012x}{self._rng(2).hex()}"
+        self._pcrs = [_ZERO] * codec.MAX_PCRS
+        self._pcrs[4] = extend(_ZERO, instance_id.encode())
+        if parent_role is not None:
+            self._pcrs[3] = extend(_ZERO, parent_role.encode())
+        for index, given in (pcrs or {}).items():
+            if type(index) is not int or not 0 <= index < BOOT_LOCKED:
+                raise ConfigError(f"boot PCR index must be 0-15, got {index!r}")
+            value = _as_bytes(given)
+            if value is None or len(value) != codec.PCR_SIZE:
+                raise ConfigError(f"PCR{index} must be {codec.PCR_SIZE} bytes")
+            self._pcrs[index] = value
+        if debug_mode:
+            for index in DEBUG_ZERO_PCRS:
+                self._pcrs[index] = _ZERO
+        self._locked = set(range(BOOT_LOCKED))
+
+    def _now_ms(self) -> int:
+        now = self._clock()
+        return (now - _EPOCH) // dt.timedelta(milliseconds=1)
+
+    # ------------------------------------------------------------ device side
+
+    def _transact(self, request: bytes) -> bytes:
+        return self.process(request)
+
+    def process(self, request: bytes) -> bytes:
+        """Answer one raw request as the device would: CBOR in, CBOR out.
+
+        Never raises for bad input: a malformed request gets ``{"Error": ...}``.
+        """
+        parsed = codec.parse_request(bytes(request))
+        if isinstance(parsed, ErrorCode):
+            return codec.encode_error(parsed)
+        try:
+            response = self._handle(parsed)
+        except Error:
+            # E.g. the clock is outside the emulator root's validity: the device has
+            # no better answer than an internal error.
+            response = ErrorCode.INTERNAL_ERROR
+        return codec.encode_response(response)
+
+    def _handle(self, request: codec.Request) -> codec.Response:
+        if isinstance(request, codec.GetRandom):
+            return codec.GetRandomResponse(self._rng(codec.RANDOM_SIZE))
+        if isinstance(request, codec.Attestation):
+            with self._lock:
+                pcrs = {i: self._pcrs[i] for i in sorted(self._locked)}
+            # Sign outside the lock: the PCR state is already captured.
+            return codec.AttestationResponse(self._document(request, pcrs))
+        with self._lock:
+            if isinstance(request, codec.DescribeNsm):
+                return NsmDescription(
+                    (1, 0, 0), self.module_id, codec.MAX_PCRS, tuple(sorted(self._locked)), "SHA384"
+                )
+            if isinstance(request, codec.LockPcrs):
+                if request.range > codec.MAX_PCRS:
+                    return ErrorCode.INVALID_INDEX
+                self._locked.update(range(request.range))
+                return codec.UnitResponse("LockPCRs")
+            index = request.index
+            if index >= codec.MAX_PCRS:
+                return ErrorCode.INVALID_INDEX
+            if isinstance(request, codec.DescribePcr):
+                return PcrDescription(index in self._locked, self._pcrs[index])
+            if index in self._locked:
+                return ErrorCode.READ_ONLY_INDEX
+            if isinstance(request, codec.LockPcr):
+                self._locked.add(index)
+                return codec.UnitResponse("LockPCR")
+            self._pcrs[index] = extend(self._pcrs[index], request.data)
+            return codec.ExtendPcrResponse(self._pcrs[index])
+
+    def _document(self, request: codec.Attestation, pcrs: dict[int, bytes]) -> bytes:
+        now = self._clock()
+        identity = self.pki.signing_identity(now, self.module_id)
+        items: list[tuple[str, Any]] = [
+            ("module_id", self.module_id),
+            ("digest", "SHA384"),
+            ("timestamp", (now - _EPOCH) // dt.timedelta(milliseconds=1)),
+            ("pcrs", pcrs),
+            ("certificate", identity.certificate),
+            ("cabundle", list(identity.cabundle)),
+            ("public_key", request.public_key),
+            ("user_data", request.user_data),
+            ("nonce", request.nonce),
+        ]
+        payload = cbor.dumps_indefinite_map(items)
+        return cose.sign(identity.key, payload, alg=cose.ES384, protected=cose.ES384_PROTECTED)

@@ -1,0 +1,336 @@
+"""The emulator as a service: `NsmServer` over a Unix socket, and its client `SocketNsm`.
+
+Wire format: each message is a frame, a u32 big-endian length then that many bytes.
+A request frame carries exactly the CBOR request the device would get (at most 4096
+bytes); the answer frame carries exactly the device's CBOR answer (at most 12288).
+
+The server is hardened like any enclave-facing service (threat checklist VS-1/VS-2):
+one thread per connection with a cap on connections, bounded frames, deadlines
+(an idle limit between requests, an absolute limit to receive a frame once started),
+and a misbehaving or vanishing peer only ever loses its own connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import stat
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Final
+
+from nitroguard.errors import ConfigError, NsmError, Reason
+from nitroguard.nsm import codec
+from nitroguard.nsm.emulator import EmulatedNsm
+from nitroguard.nsm.interface import Nsm
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "NsmServer", "SocketNsm"]
+
+_log = logging.getLogger(__name__)
+
+_HEADER: Final = struct.Struct(">I")
+DEFAULT_MAX_CONNECTIONS: Final = 32
+#: Seconds a client may stay silent between requests.
+DEFAULT_IDLE_TIMEOUT: Final = 300.0
+#: Seconds to receive (or send) one whole frame once it has started.
+DEFAULT_FRAME_TIMEOUT: Final = 10.0
+
+
+class _PeerGone(Exception):
+    """The peer closed the connection or a deadline passed (server-internal)."""
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Receive exactly `n` bytes before `deadline` (monotonic), else `_PeerGone`."""
+    chunks: list[bytes] = []
+    remaining = n
+    while remaining:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            raise _PeerGone("deadline passed")
+        sock.settimeout(timeout)
+        try:
+            chunk = sock.recv(min(remaining, 65536))
+        except TimeoutError:
+            raise _PeerGone("deadline passed") from None
+        except InterruptedError:  # pragma: no cover - PEP 475 retries recv already
+            continue
+        if not chunk:
+            raise _PeerGone("peer closed the connection")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send_frame(sock: socket.socket, payload: bytes, timeout: float) -> None:
+    sock.settimeout(timeout)
+    sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+# --------------------------------------------------------------------------- client
+
+
+class SocketNsm(Nsm):
+    """Client for an emulator served by ``nitroguard nsm serve --socket PATH``.
+
+    Thread-safe (requests are serialized on one connection). After a transport
+    failure the connection is dropped and the next request reconnects; a request
+    is never retried automatically (ExtendPCR is not idempotent).
+
+    Args:
+        path: the server's Unix socket.
+        timeout: seconds allowed for one round trip.
+
+    Raises:
+        NsmError: `nsm_unavailable` when nothing listens at `path`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sock: socket.socket | None = self._connect()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise NsmError(
+                f"cannot connect to the NSM emulator at {self.path}: "
+                f"{exc.strerror or exc}; is `nitroguard nsm serve --socket {self.path}` running?",
+                Reason.NSM_UNAVAILABLE,
+                path=self.path,
+            ) from exc
+        return sock
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._drop()
+
+    def _transact(self, request: bytes) -> bytes:
+        with self._lock:
+            if self._closed:
+                raise NsmError(f"SocketNsm({self.path}) is closed", Reason.NSM_UNAVAILABLE)
+            if self._sock is None:
+                self._sock = self._connect()
+            sock = self._sock
+            deadline = time.monotonic() + self.timeout
+            try:
+                _send_frame(sock, request, self.timeout)
+                (length,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
+                if length > codec.MAX_RESPONSE_SIZE:
+                    self._drop()  # the stream cannot be resynchronized
+                    raise NsmError(
+                        f"emulator sent a {length}-byte frame, over {codec.MAX_RESPONSE_SIZE}",
+                        Reason.INVALID_RESPONSE,
+                    )
+                return _recv_exact(sock, length, deadline)
+            except (_PeerGone, OSError) as exc:
+                self._drop()
+                raise NsmError(
+                    f"NSM emulator connection {self.path} failed: {exc}", Reason.NSM_IO_ERROR
+                ) from exc
+
+
+# --------------------------------------------------------------------------- server
+
+
+class NsmServer:
+    """Serve an `EmulatedNsm` on a Unix socket (what ``nitroguard nsm serve`` runs).
+
+    Args:
+        nsm: the emulator answering requests.
+        path: the socket path. A stale socket left by a dead server is replaced; a
+            live one, or any other kind of file, is refused.
+        max_connections: connections served at once; more are closed on accept.
+        idle_timeout: seconds a connection may wait between requests.
+        frame_timeout: seconds to receive or send one frame once started.
+        mode: permissions of the socket file (owner-only by default: the emulator
+            hands out signed documents and lets callers extend PCRs).
+
+    Raises:
+        ConfigError: the path is taken by a live server or a non-socket file, or
+            cannot be bound.
+    """
+
+    def __init__(
+        self,
+        nsm: EmulatedNsm,
+        path: str | os.PathLike[str],
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
+        mode: int = 0o600,
+    ) -> None:
+        self.nsm = nsm
+        self.path = os.fspath(path)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._conns: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._state_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._cleaned = False
+        self._wake_r, self._wake_w = os.pipe()
+        self._listener = self._bind(mode)
+        self._inode = os.stat(self.path).st_ino
+        self._accept_thread: threading.Thread | None = None
+        self.refused = 0  # connections closed because the cap was reached
+
+    def _bind(self, mode: int) -> socket.socket:
+        path = Path(self.path)
+        if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise ConfigError(f"{self.path} exists and is not a socket; refusing to replace it")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.path)
+            except OSError:
+                path.unlink()  # stale socket from a dead server
+            else:
+                raise ConfigError(f"an NSM emulator is already listening on {self.path}")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.path)
+            os.chmod(self.path, mode)
+            sock.listen(min(self.max_connections, socket.SOMAXCONN))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {self.path}: {exc.strerror or exc}") from exc
+        return sock
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Serve in a background thread (returns once listening)."""
+        thread = threading.Thread(target=self.serve_forever, name="nsm-accept", daemon=True)
+        self._accept_thread = thread
+        thread.start()
+
+    def serve_forever(self) -> None:
+        """Accept connections until `shutdown` is called."""
+        try:
+            while not self._stopping.is_set():
+                ready, _, _ = select.select([self._listener.fileno(), self._wake_r], [], [])
+                if self._wake_r in ready or self._stopping.is_set():
+                    break
+                try:
+                    conn, _ = self._listener.accept()
+                except OSError as exc:
+                    # EMFILE and friends: keep serving the connections we have.
+                    _log.warning("accept failed: %s", exc)
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        time.sleep(0.05)
+                    continue
+                self._dispatch(conn)
+        finally:
+            self._cleanup()
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            _log.warning(
+                "connection limit (%d) reached: closing a new connection", self.max_connections
+            )
+            conn.close()
+            return
+        thread = threading.Thread(target=self._serve_conn, args=(conn,), daemon=True)
+        with self._state_lock:
+            self._conns.add(conn)
+            self._threads.add(thread)
+        thread.start()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every connection, remove the socket file."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        with self._state_lock, contextlib.suppress(OSError):
+            if not self._cleaned:
+                os.write(self._wake_w, b"x")
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout)
+        else:
+            self._cleanup()
+        with self._state_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout)
+
+    def _cleanup(self) -> None:
+        with self._state_lock:
+            if self._cleaned:
+                return
+            self._cleaned = True
+            self._listener.close()
+            conns = list(self._conns)
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        with contextlib.suppress(OSError):
+            # Only remove the file if it is still ours (not replaced by another server).
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> NsmServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------ per connection
+
+    def _serve_conn(self, conn: socket.socket) -> None:
+        try:
+            while not self._stopping.is_set():
+                header = _recv_exact(conn, _HEADER.size, time.monotonic() + self.idle_timeout)
+                (length,) = _HEADER.unpack(header)
+                if length > codec.MAX_REQUEST_SIZE:
+                    # Answer as the device would, then hang up: skipping an arbitrary
+                    # body would let the peer make us read without bound.
+                    _send_frame(
+                        conn,
+                        codec.encode_error(codec.ErrorCode.INPUT_TOO_LARGE),
+                        self.frame_timeout,
+                    )
+                    break
+                body = _recv_exact(conn, length, time.monotonic() + self.frame_timeout)
+                _send_frame(conn, self.nsm.process(body), self.frame_timeout)
+        except (_PeerGone, OSError) as exc:
+            _log.debug("connection ended: %s", exc)
+        except Exception:  # noqa: BLE001 - a bug must cost one connection, never the service
+            _log.exception("unexpected error serving an NSM connection")
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+            with self._state_lock:
+                self._conns.discard(conn)
+                self._threads.discard(threading.current_thread())
+            self._slots.release()

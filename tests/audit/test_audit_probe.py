@@ -1,0 +1,282 @@
+"""SystemProbe and the kernel-fact parsers: bounded, non-blocking, never crashing."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from audit_trees import Tree, build_well_configured
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nitroguard.audit import DEFAULT, SystemProbe, run
+from nitroguard.audit._kernel import kstrtobool, parse_cmdline, parse_kernel_version
+from nitroguard.findings import Status
+
+# --- SystemProbe ---------------------------------------------------------------------
+
+
+def test_read_keeps_raw_text_and_trims_value(tree: Tree) -> None:
+    tree.write("/proc/cmdline", "quiet \n")
+    read = tree.probe().read("/proc/cmdline")
+    assert read.raw == "quiet \n"
+    assert read.value == "quiet"
+    assert read.error is None
+    assert read.describe() == "/proc/cmdline = 'quiet \\n'"
+
+
+def test_read_absent_file(tree: Tree) -> None:
+    read = tree.probe().read("/proc/cmdline")
+    assert read.raw is None
+    assert read.absent
+    assert read.describe() == "/proc/cmdline: absent"
+
+
+def test_read_through_a_file_in_the_path_is_absent(tree: Tree) -> None:
+    tree.write("/proc", "a file where a directory should be")
+    assert tree.probe().read("/proc/cmdline").error == "absent"
+
+
+def test_read_refuses_a_fifo_without_blocking(tree: Tree) -> None:
+    fifo = tree.path("/proc/cmdline")
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(tree.probe().read("/proc/cmdline")))
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "reading a FIFO blocked"
+    assert result[0].error == "not a regular file"  # type: ignore[attr-defined]
+
+
+def test_read_refuses_oversized_files(tree: Tree) -> None:
+    tree.write("/proc/cmdline", "x" * 5000)
+    read = SystemProbe(tree.root, max_read=4096).read("/proc/cmdline")
+    assert read.raw is None
+    assert read.error == "larger than 4096 bytes"
+
+
+def test_read_refuses_a_directory(tree: Tree) -> None:
+    tree.path("/proc/cmdline").mkdir(parents=True)
+    assert tree.probe().read("/proc/cmdline").error == "not a regular file"
+
+
+def test_read_permission_denied(tree: Tree) -> None:
+    target = tree.write("/proc/cmdline", "quiet\n")
+    target.chmod(0)
+    if os.access(target, os.R_OK):
+        pytest.skip("running with CAP_DAC_OVERRIDE (root): permissions are not enforced")
+    assert tree.probe().read("/proc/cmdline").error == "permission denied"
+
+
+def test_invalid_utf8_is_replaced_not_raised(tree: Tree) -> None:
+    tree.write("/proc/cmdline", b"quiet \xff\xfe\n")
+    assert tree.probe().read("/proc/cmdline").value == "quiet \ufffd\ufffd"
+
+
+def test_probe_paths_must_be_absolute_and_normalised(tree: Tree) -> None:
+    probe = tree.probe()
+    with pytest.raises(ValueError, match="absolute and normalised"):
+        probe.read("proc/cmdline")
+    with pytest.raises(ValueError, match="absolute and normalised"):
+        probe.read("/proc/../../etc/passwd")
+
+
+def test_node_kinds(tree: Tree) -> None:
+    tree.chardev("/dev/nsm", 0o600, 10, 125)
+    tree.write("/dev/file", "")
+    probe = tree.probe()
+    nsm = probe.node("/dev/nsm")
+    assert nsm is not None
+    assert nsm.kind == "char"
+    assert probe.node("/dev/file") is not None
+    assert probe.node("/dev/file").kind == "file"  # type: ignore[union-attr]
+    assert probe.node("/dev").kind == "dir"  # type: ignore[union-attr]
+    assert probe.node("/dev/missing") is None
+    fifo = tree.path("/dev/fifo")
+    os.mkfifo(fifo)
+    assert probe.node("/dev/fifo").kind == "other"  # type: ignore[union-attr]
+
+
+def test_listdir(tree: Tree) -> None:
+    tree.vulnerabilities({"b": "x", "a": "y"})
+    probe = tree.probe()
+    assert probe.listdir("/sys/devices/system/cpu/vulnerabilities") == ["a", "b"]
+    assert probe.listdir("/nope") is None
+
+
+def test_snapshot_probe_does_not_borrow_host_facts(tmp_path: Path) -> None:
+    probe = SystemProbe(tmp_path)
+    assert not probe.live
+    assert probe.getrandom_ready() is None
+    assert probe.wall_time() is None
+    release, source = probe.kernel_release()
+    assert release is None
+    assert source == "/proc/sys/kernel/osrelease: absent"
+
+
+def test_live_probe_reads_the_host() -> None:
+    probe = SystemProbe("/")
+    assert probe.live
+    assert probe.kernel_release() == (os.uname().release, "uname -r")
+    assert probe.getrandom_ready() in (True, False)
+    wall = probe.wall_time()
+    assert wall is not None
+    assert abs(wall - time.time()) < 60
+
+
+def test_injected_facts(tmp_path: Path) -> None:
+    probe = SystemProbe(
+        tmp_path,
+        kernel_release="6.6.1",
+        getrandom_ready=False,
+        wall_clock=lambda: 42.0,
+        monotonic_clock=lambda: 7.0,
+    )
+    assert probe.kernel_release() == ("6.6.1", "injected")
+    assert probe.getrandom_ready() is False
+    assert probe.wall_time() == 42.0
+    assert probe.monotonic() == 7.0
+    assert repr(probe) == f"SystemProbe(root={str(tmp_path)!r})"
+
+
+# --- kernel parsers ------------------------------------------------------------------------
+
+
+def test_parse_cmdline_quotes_and_double_dash() -> None:
+    cmd = parse_cmdline('a=1 b="x y" "c=d e" flag -- init --arg\n')
+    assert cmd.params == (("a", "1"), ("b", "x y"), ("c", "d e"), ("flag", None))
+    assert cmd.init_args == ("init", "--arg")
+    assert cmd.last("b") == "x y"
+    assert cmd.has("flag")
+    assert not cmd.has("init")
+
+
+def test_parse_cmdline_dash_underscore_and_last_wins() -> None:
+    cmd = parse_cmdline("random.trust-cpu=on random.trust_cpu=off x=1 x=2")
+    assert cmd.last("random.trust_cpu") == "off"
+    assert cmd.values("x") == ["1", "2"]
+    assert cmd.last("absent") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("on", True),
+        ("1", True),
+        ("y", True),
+        ("Yes", True),
+        ("true", True),
+        (None, True),
+        ("", True),
+        ("off", False),
+        ("0", False),
+        ("n", False),
+        ("no", False),
+        ("false", False),
+        ("OFF", False),
+        ("o", None),
+        ("maybe", None),
+        ("2", None),
+    ],
+)
+def test_kstrtobool(value: str | None, expected: bool | None) -> None:
+    assert kstrtobool(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [
+        ("6.6.79-nitro", (6, 6, 79)),
+        ("4.14.256-209.484.amzn2.x86_64", (4, 14, 256)),
+        ("6.8", (6, 8, 0)),
+        ("5.17.12\n", (5, 17, 12)),
+        ("6.18.44-fc-v657", (6, 18, 44)),
+        ("v6.6", None),
+        ("", None),
+        ("six", None),
+    ],
+)
+def test_parse_kernel_version(release: str, expected: tuple[int, int, int] | None) -> None:
+    assert parse_kernel_version(release) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=600))
+def test_fuzz_cmdline_never_raises(text: str) -> None:
+    cmd = parse_cmdline(text)
+    for _name, value in cmd.params:
+        assert kstrtobool(value) in (True, False, None)
+    if '"' not in text:
+        # Without quotes the kernel's split is plain whitespace splitting.
+        words = [n if v is None else f"{n}={v}" for n, v in cmd.params]
+        if "--" in text.split():
+            words += ["--", *cmd.init_args]
+        assert words == text.split()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.characters(categories=["L", "N"], include_characters="._-"), min_size=1),
+            st.none() | st.text(st.characters(categories=["L", "N", "Zs"]), max_size=10),
+        ),
+        max_size=8,
+    )
+)
+def test_fuzz_cmdline_round_trips_quoted_values(params: list[tuple[str, str | None]]) -> None:
+    params = [(n, v) for n, v in params if n != "--"]
+    text = " ".join(n if v is None else f'{n}="{v}"' for n, v in params)
+    assert list(parse_cmdline(text).params) == [(n, v) for n, v in params]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_fuzz_kernel_version_never_raises(text: str) -> None:
+    version = parse_kernel_version(text)
+    assert version is None or all(part >= 0 for part in version)
+
+
+# --- whole-audit fuzz: arbitrary file contents never crash a check --------------------------
+
+_FILES = [
+    "/sys/devices/virtual/misc/hw_random/rng_current",
+    "/sys/devices/virtual/misc/hw_random/rng_available",
+    "/sys/devices/virtual/misc/hw_random/rng_quality",
+    "/proc/cmdline",
+    "/proc/sys/kernel/osrelease",
+    "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+    "/sys/devices/system/clocksource/clocksource0/available_clocksource",
+    "/sys/devices/system/cpu/vulnerabilities/spectre_v2",
+    "/proc/swaps",
+    "/proc/meminfo",
+    "/proc/sys/vm/panic_on_oom",
+    "/proc/sys/vm/overcommit_memory",
+    "/sys/class/misc/nsm/dev",
+    "/sys/bus/virtio/devices/virtio0/device",
+    "/sys/class/ptp/ptp0/clock_name",
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.dictionaries(st.sampled_from(_FILES), st.binary(max_size=300), max_size=len(_FILES)))
+def test_fuzz_file_contents_never_crash(tmp_path: Path, contents: dict[str, bytes]) -> None:
+    root = tmp_path / f"fuzz{len(list(tmp_path.iterdir()))}"
+    root.mkdir()
+    tree = Tree(root)
+    build_well_configured(tree)
+    for path, data in contents.items():
+        tree.write(path, data)
+    findings = run(tree.probe())
+    assert [f.id for f in findings] == [c.id for c in DEFAULT]
+    for finding in findings:
+        assert finding.status in Status
+        assert finding.evidence
+        if finding.status in (Status.WARN, Status.FAIL):
+            assert finding.remediation, finding

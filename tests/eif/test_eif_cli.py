@@ -1,0 +1,245 @@
+"""`nitroguard eif` through real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eif_helpers import basic_sections, craft, key_pem, make_cert
+
+GOOD_CMDLINE = (
+    "console=ttyS0 random.trust_cpu=off random.trust_bootloader=off clocksource=kvm-clock"
+)
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nitroguard", "eif", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def run_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
+    out = run(*args, "--json")
+    return out.returncode, json.loads(out.stdout)
+
+
+@pytest.mark.vectors
+def test_describe_signed_vector_json(eif_vectors_dir: Path) -> None:
+    expected = json.loads((eif_vectors_dir / "expected.json").read_text())
+    name = "v4-signed-es384-2ramdisks.eif"
+    code, doc = run_json("describe", eif_vectors_dir / name, "--at", "2027-01-01T00:00:00Z")
+    assert doc["EifVersion"] == 4
+    pcrs = {k: v for k, v in doc["Measurements"].items() if k.startswith("PCR")}
+    assert pcrs == expected[name]["measurements"]
+    assert doc["IsSigned"] is True
+    assert doc["CheckCRC"] is True
+    assert doc["SignatureCheck"] is True
+    assert doc["Metadata"]["BuildTool"] == "eif-test-vectors"
+    assert doc["ImageName"] == "eif-test-vector"
+    ids = {f["id"]: f["status"] for f in doc["Findings"]}
+    assert ids["RNG-2"] == "fail"  # random.trust_cpu=on in the vector's cmdline
+    assert code == 1
+    # Accepting the known findings makes the image sound.
+    code, doc = run_json(
+        "describe",
+        eif_vectors_dir / name,
+        "--at",
+        "2027-01-01T00:00:00Z",
+        "--allow",
+        "RNG-2",
+        "--allow",
+        "rng-3",
+        "--allow",
+        "NSM-1",
+    )
+    assert code == 0
+    assert doc["Sound"] is True
+
+
+@pytest.mark.vectors
+def test_describe_expired_certificate_fails(eif_vectors_dir: Path) -> None:
+    code, doc = run_json(
+        "describe",
+        eif_vectors_dir / "v4-signed-es384-2ramdisks.eif",
+        "--at",
+        "2200-01-01T00:00:00Z",
+        "--allow",
+        "RNG-2",
+        "--allow",
+        "RNG-3",
+        "--allow",
+        "NSM-1",
+    )
+    assert code == 1
+    assert doc["SignatureCheck"] is False
+    assert doc["Signature"]["Reason"] == "expired_certificate"
+    assert doc["Signature"]["SignatureValid"] is True
+
+
+@pytest.mark.vectors
+def test_describe_human_and_pcr(eif_vectors_dir: Path) -> None:
+    path = eif_vectors_dir / "v1-unsigned-2ramdisks.eif"
+    out = run("describe", path)
+    assert out.returncode == 1
+    assert "PCR0  4c755fbd" in out.stdout
+    assert "CRC-32     ok" in out.stdout
+    assert "FAIL  RNG-2" in out.stdout
+    assert "Result: FAILED" in out.stdout
+    out = run("pcr", path)
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["PCR0", "PCR1", "PCR2"]
+    code, doc = run_json("pcr", path)
+    assert code == 0
+    assert set(doc) == {"PCR0", "PCR1", "PCR2"}
+
+
+@pytest.mark.vectors
+def test_build_cli_reproduces_vector(eif_vectors_dir: Path, tmp_path: Path) -> None:
+    expected = json.loads((eif_vectors_dir / "expected.json").read_text())
+    inputs = eif_vectors_dir / "inputs"
+    cmdline = tmp_path / "cmdline"
+    # A blob file ending in a newline, as nitro-cli's: trimmed, like nitro-cli does.
+    cmdline.write_text(expected["_common"]["cmdline_section_text"] + "\n")
+    meta = tmp_path / "meta.json"
+    meta.write_text(expected["_common"]["metadata_section_text"])
+    out = tmp_path / "out.eif"
+    res = run(
+        "build",
+        "--kernel",
+        inputs / "kernel.bin",
+        "--cmdline",
+        f"@{cmdline}",
+        "--ramdisk",
+        inputs / "ramdisk0.bin",
+        "--ramdisk",
+        inputs / "ramdisk1.bin",
+        "--metadata",
+        f"@{meta}",
+        "-o",
+        out,
+    )
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes() == (eif_vectors_dir / "v1-unsigned-2ramdisks.eif").read_bytes()
+    assert "PCR0 4c755fbd" in res.stdout
+
+
+def test_build_signed_then_describe_sound(tmp_path: Path) -> None:
+    pem, key = make_cert()
+    (tmp_path / "cert.pem").write_bytes(pem)
+    (tmp_path / "key.pem").write_bytes(key_pem(key))
+    (tmp_path / "kernel").write_bytes(b"k" * 5000)
+    (tmp_path / "r0").write_bytes(b"r" * 3000)
+    out = tmp_path / "signed.eif"
+    res = run(
+        "build",
+        "--kernel",
+        tmp_path / "kernel",
+        "--cmdline",
+        GOOD_CMDLINE,
+        "--ramdisk",
+        tmp_path / "r0",
+        "--sign-cert",
+        tmp_path / "cert.pem",
+        "--sign-key",
+        tmp_path / "key.pem",
+        "-o",
+        out,
+        "--json",
+    )
+    assert res.returncode == 0, res.stderr
+    built = json.loads(res.stdout)
+    assert "PCR8" in built["Measurements"]
+    # Metadata carries no wall-clock time by default.
+    code, doc = run_json("describe", out, "--allow", "RNG-3", "--allow", "NSM-1")
+    assert doc["Metadata"]["BuildTime"] == "1970-01-01T00:00:00+00:00"
+    assert doc["SignatureCheck"] is True
+    assert doc["Measurements"]["PCR8"] == built["Measurements"]["PCR8"]
+    assert code == 0, doc
+    # Same inputs, same bytes.
+    again = tmp_path / "again.eif"
+    res = run(
+        "build",
+        "--kernel",
+        tmp_path / "kernel",
+        "--cmdline",
+        GOOD_CMDLINE,
+        "--ramdisk",
+        tmp_path / "r0",
+        "--sign-cert",
+        tmp_path / "cert.pem",
+        "--sign-key",
+        tmp_path / "key.pem",
+        "-o",
+        again,
+    )
+    assert res.returncode == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_build_failure_leaves_no_output(tmp_path: Path) -> None:
+    (tmp_path / "kernel").write_bytes(b"k")
+    out = tmp_path / "out.eif"
+    out.write_bytes(b"previous")
+    res = run(
+        "build",
+        "--kernel",
+        tmp_path / "kernel",
+        "--cmdline",
+        "x",
+        "--ramdisk",
+        tmp_path / "missing",
+        "-o",
+        out,
+    )
+    assert res.returncode == 2
+    assert "missing" in res.stderr
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel", "out.eif"]
+
+
+def test_build_rejects_bad_metadata_and_half_signer(tmp_path: Path) -> None:
+    (tmp_path / "k").write_bytes(b"k")
+    base = ["build", "--kernel", tmp_path / "k", "--cmdline", "x", "--ramdisk", tmp_path / "k"]
+    res = run(*base, "--metadata", "{nope", "-o", tmp_path / "o.eif")
+    assert res.returncode == 2
+    assert "metadata" in res.stderr
+    res = run(*base, "--sign-cert", tmp_path / "k", "-o", tmp_path / "o.eif")
+    assert res.returncode == 2
+    assert "--sign-key" in res.stderr
+    assert not (tmp_path / "o.eif").exists()
+
+
+def test_describe_bad_crc_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "bad.eif"
+    path.write_bytes(craft(basic_sections(), crc=1))
+    code, doc = run_json("describe", path, "--allow", "RNG-2")
+    assert code == 1
+    assert doc["CheckCRC"] is False
+    out = run("pcr", path)
+    assert out.returncode == 1
+    assert "bad_crc" in out.stderr
+
+
+def test_malformed_and_unreadable(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.eif"
+    bad.write_bytes(b".eif" + b"\x00" * 10)
+    out = run("describe", bad)
+    assert out.returncode == 1
+    assert "truncated_file" in out.stderr
+    code, doc = run_json("describe", bad)
+    assert code == 1
+    assert doc["Error"]["reason"] == "truncated_file"
+    out = run("describe", tmp_path / "nope.eif")
+    assert out.returncode == 2
+    assert "unreadable_input" in out.stderr
+    out = run("describe")
+    assert out.returncode == 2
