@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity
 from nitroguard.channel.events import Event
+
+if TYPE_CHECKING:
+    from nitroguard.channel.verify import DocumentCheck
+    from nitroguard.nsm import EmulatedNsm
 
 
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
@@ -63,51 +70,37 @@ def fingerprint(identity: ServerIdentity) -> str:
     return hashlib.sha256(identity.public_key).hexdigest()[:12]
 
 
-# --- interim attestation stand-in -------------------------------------------------------
-# NOTE: replaced by the real EmulatedNsm + attestation.Verifier as soon as both are on
-# main (tests must use real things). Until then: real COSE_Sign1 signatures over a CBOR
-# payload with the fields the channel reads, so any tampering with the document fails.
+# --- the real emulator and verifier -------------------------------------------------------
+
+#: Boot measurements of the "good" test enclave image.
+GOOD_PCRS = {0: b"\x11" * 48, 1: b"\x22" * 48, 2: b"\x33" * 48}
+#: Another image (a different enclave the parent could redirect to).
+OTHER_PCRS = {0: b"\x44" * 48, 1: b"\x22" * 48, 2: b"\x33" * 48}
 
 
-@dataclasses.dataclass(frozen=True)
-class StandInDocument:
-    """The fields of a verified document the channel needs."""
+def emulated(pcrs: dict[int, bytes] | None = None, **kw: object) -> EmulatedNsm:
+    """An EmulatedNsm with an ephemeral PKI and the good PCRs by default."""
+    from nitroguard.testing import ephemeral_nsm
 
-    public_key: bytes | None
-    user_data: bytes | None
-    nonce: bytes | None
+    return ephemeral_nsm(pcrs=GOOD_PCRS if pcrs is None else pcrs, **kw)
 
 
-class StandInAttestation:
-    """A signing 'NSM' and its matching verifier."""
+def check_for(
+    nsm: EmulatedNsm, pcrs: dict[int, bytes] | None = None, **kw: object
+) -> DocumentCheck:
+    """The relying party's check: the emulator root and the expected (good) PCRs."""
+    from nitroguard.attestation import policy
+    from nitroguard.channel.verify import DocumentCheck
 
-    def __init__(self) -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec
+    expected = policy.PCRs(GOOD_PCRS if pcrs is None else pcrs)
+    return DocumentCheck(expected, roots=[nsm.pki.root_certificate], **kw)  # type: ignore[arg-type]
 
-        self._key = ec.generate_private_key(ec.SECP384R1())
 
-    def attest(
-        self,
-        *,
-        user_data: bytes | None = None,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-    ) -> bytes:
-        from nitroguard.hazmat import cbor, cose
+def aio(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test function in a fresh event loop (no pytest plugin needed)."""
 
-        payload = cbor.dumps({"public_key": public_key, "user_data": user_data, "nonce": nonce})
-        return cose.sign(self._key, payload, tagged=False)
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), timeout=60))
 
-    def verify(self, document: bytes) -> StandInDocument:
-        from nitroguard.errors import VerificationError
-        from nitroguard.hazmat import cbor, cose
-
-        msg = cose.decode_sign1(document, max_size=16384)
-        alg, _ = cose.protected_algorithm(msg.protected)
-        cose.verify_signature(
-            self._key.public_key(), alg, msg.protected, msg.payload, msg.signature
-        )
-        fields = cbor.loads(msg.payload, max_size=16384)
-        if not isinstance(fields, dict):
-            raise VerificationError("payload is not a map")
-        return StandInDocument(fields["public_key"], fields["user_data"], fields["nonce"])
+    return wrapper

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from channel_helpers import StandInAttestation, record_handshake, seeded_rng
+from channel_helpers import check_for, emulated, record_handshake, seeded_rng
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,12 +16,11 @@ SETTINGS = settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
-NSM = StandInAttestation()
+NSM = emulated()
+CHECK = check_for(NSM)
 IDENTITY = ServerIdentity.generate()
-IDENTITY.refresh(NSM.attest)
-REFERENCE = record_handshake(
-    ClientConnection(NSM.verify, rng=seeded_rng(3)), ServerConnection(IDENTITY)
-)
+IDENTITY.refresh(NSM.get_attestation)
+REFERENCE = record_handshake(ClientConnection(CHECK, rng=seeded_rng(3)), ServerConnection(IDENTITY))
 
 
 def _mutate(data: bytes, edits: list[tuple[int, int]], cut: int | None) -> bytes:
@@ -74,7 +73,7 @@ def test_server_accepts_nothing_it_should_not(
 def test_client_parses_mutated_server_hello(
     mutation: tuple[list[tuple[int, int]], int | None],
 ) -> None:
-    client = ClientConnection(NSM.verify, rng=seeded_rng(3))
+    client = ClientConnection(CHECK, rng=seeded_rng(3))
     client.start()
     mutated = _mutate(REFERENCE.server_hello, *mutation)
     try:
@@ -88,7 +87,7 @@ def test_client_parses_mutated_server_hello(
 @SETTINGS
 @given(data=st.binary(max_size=2000))
 def test_client_random_bytes(data: bytes) -> None:
-    client = ClientConnection(NSM.verify, rng=seeded_rng(4))
+    client = ClientConnection(CHECK, rng=seeded_rng(4))
     client.start()
     with pytest.raises(Error):
         client.receive_frame(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from channel_helpers import StandInAttestation, handshake, pump, record_handshake, seeded_rng
+from channel_helpers import check_for, emulated, handshake, pump, record_handshake, seeded_rng
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from nitroguard.channel import (
@@ -21,6 +21,7 @@ from nitroguard.channel import (
     _keys,
     _wire,
 )
+from nitroguard.channel.verify import DocumentCheck
 from nitroguard.errors import (
     ChannelError,
     DecryptionError,
@@ -29,31 +30,38 @@ from nitroguard.errors import (
     RemoteProtocolError,
     VerificationError,
 )
+from nitroguard.nsm import EmulatedNsm
 
 
 @pytest.fixture(scope="module")
-def nsm() -> StandInAttestation:
-    return StandInAttestation()
+def nsm() -> EmulatedNsm:
+    return emulated()
 
 
 @pytest.fixture(scope="module")
-def identity(nsm: StandInAttestation) -> ServerIdentity:
+def check(nsm: EmulatedNsm) -> DocumentCheck:
+    """The relying party's check (real Verifier, emulator root, expected PCRs); warm."""
+    return check_for(nsm)
+
+
+@pytest.fixture(scope="module")
+def identity(nsm: EmulatedNsm) -> ServerIdentity:
     ident = ServerIdentity.generate()
-    ident.refresh(nsm.attest)
+    ident.refresh(nsm.get_attestation)
     return ident
 
 
 def make(
-    nsm: StandInAttestation, identity: ServerIdentity, seed: int = 1, **kw: object
+    check: DocumentCheck, identity: ServerIdentity, seed: int = 1, **kw: object
 ) -> tuple[ClientConnection, ServerConnection]:
-    client = ClientConnection(nsm.verify, rng=seeded_rng(seed), **kw)  # type: ignore[arg-type]
+    client = ClientConnection(check, rng=seeded_rng(seed), **kw)  # type: ignore[arg-type]
     server = ServerConnection(identity, rng=seeded_rng(seed + 1000))
     return client, server
 
 
 class TestSuccess:
-    def test_round_trip_and_close(self, nsm: StandInAttestation, identity: ServerIdentity) -> None:
-        client, server = make(nsm, identity)
+    def test_round_trip_and_close(self, check: DocumentCheck, identity: ServerIdentity) -> None:
+        client, server = make(check, identity)
         client.start()
         assert pump(client, server) == []
         (done,) = pump(server, client)
@@ -78,20 +86,18 @@ class TestSuccess:
         server.receive_eof()
 
     def test_suite_preference_is_the_clients(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        client, server = make(nsm, identity, suites=[Suite.CHACHA20_POLY1305])
+        client, server = make(check, identity, suites=[Suite.CHACHA20_POLY1305])
         handshake(client, server)
         assert client.handshake is not None
         assert client.handshake.suite == Suite.CHACHA20_POLY1305
         client.send_data(b"x")
         assert pump(client, server) == [DataReceived(b"x")]
 
-    def test_sessions_are_independent(
-        self, nsm: StandInAttestation, identity: ServerIdentity
-    ) -> None:
-        a = make(nsm, identity, seed=1)
-        b = make(nsm, identity, seed=2)
+    def test_sessions_are_independent(self, check: DocumentCheck, identity: ServerIdentity) -> None:
+        a = make(check, identity, seed=1)
+        b = make(check, identity, seed=2)
         handshake(*a)
         handshake(*b)
         assert a[0].handshake
@@ -133,50 +139,48 @@ def _attempt(
 class TestTampering:
     """Every single-byte change of any handshake message makes the handshake fail."""
 
-    def test_reference_run_succeeds(
-        self, nsm: StandInAttestation, identity: ServerIdentity
-    ) -> None:
-        assert _attempt(*make(nsm, identity))
+    def test_reference_run_succeeds(self, check: DocumentCheck, identity: ServerIdentity) -> None:
+        assert _attempt(*make(check, identity))
 
     def test_every_byte_of_client_hello(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        client, server = make(nsm, identity)
+        client, server = make(check, identity)
         t = record_handshake(client, server)
         for i in range(len(t.client_hello)):
-            assert not _attempt(*make(nsm, identity), ch=lambda b, i=i: _flip(b, i)), i
+            assert not _attempt(*make(check, identity), ch=lambda b, i=i: _flip(b, i)), i
 
     def test_every_byte_of_server_hello(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        client, server = make(nsm, identity)
+        client, server = make(check, identity)
         t = record_handshake(client, server)
         for i in range(len(t.server_hello)):
             # Same seeds, so the ClientHello (and the server's reply) are identical.
-            assert not _attempt(*make(nsm, identity), sh=lambda b, i=i: _flip(b, i)), i
+            assert not _attempt(*make(check, identity), sh=lambda b, i=i: _flip(b, i)), i
 
     def test_every_byte_of_client_finished(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        client, server = make(nsm, identity)
+        client, server = make(check, identity)
         t = record_handshake(client, server)
         for i in range(len(t.client_finished)):
-            assert not _attempt(*make(nsm, identity), cf=lambda b, i=i: _flip(b, i)), i
+            assert not _attempt(*make(check, identity), cf=lambda b, i=i: _flip(b, i)), i
 
     @pytest.mark.parametrize("which", ["ch", "sh", "cf"])
     def test_truncation_and_extension(
-        self, nsm: StandInAttestation, identity: ServerIdentity, which: str
+        self, check: DocumentCheck, identity: ServerIdentity, which: str
     ) -> None:
         for change in (lambda b: b[:-1], lambda b: b + b"\x00", lambda b: b[:1]):
-            assert not _attempt(*make(nsm, identity), **{which: change})
+            assert not _attempt(*make(check, identity), **{which: change})
 
 
 class TestReplay:
     def test_recorded_server_hello_rejected_by_new_client(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        old = record_handshake(*make(nsm, identity, seed=1))
-        client, _ = make(nsm, identity, seed=2)
+        old = record_handshake(*make(check, identity, seed=1))
+        client, _ = make(check, identity, seed=2)
         client.start()
         with pytest.raises(ChannelError, match="did not sign this handshake") as info:
             client.receive_frame(old.server_hello)
@@ -184,29 +188,29 @@ class TestReplay:
         assert client.state is ConnectionState.ERROR
 
     def test_recorded_client_messages_rejected_by_server(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        old = record_handshake(*make(nsm, identity, seed=1))
+        old = record_handshake(*make(check, identity, seed=1))
         server = ServerConnection(identity, rng=seeded_rng(77))
         server.receive_frame(old.client_hello)  # a fresh ServerHello: fresh keys
         with pytest.raises(ChannelError, match="ClientFinished does not match"):
             server.receive_frame(old.client_finished)
 
     def test_replayed_records_on_new_session(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        c1, s1 = make(nsm, identity, seed=1)
+        c1, s1 = make(check, identity, seed=1)
         handshake(c1, s1)
         c1.send_data(b"transfer 100")
         (record,) = c1.data_to_send()
-        c2, s2 = make(nsm, identity, seed=5)
+        c2, s2 = make(check, identity, seed=5)
         handshake(c2, s2)
         with pytest.raises(DecryptionError, match="record authentication failed"):
             s2.receive_frame(record)
 
 
 class TestActiveAttacker:
-    def test_key_swap_by_relay(self, nsm: StandInAttestation, identity: ServerIdentity) -> None:
+    def test_key_swap_by_relay(self, check: DocumentCheck, identity: ServerIdentity) -> None:
         """A parent replacing the server's X25519 share with its own is detected."""
         mitm = bytes(range(1, 33))
 
@@ -216,28 +220,26 @@ class TestActiveAttacker:
             assert sh[start : start + 32] == hello.share
             return sh[:start] + mitm + sh[start + 32 :]
 
-        client, server = make(nsm, identity)
+        client, server = make(check, identity)
         client.start()
         pump(client, server)
         with pytest.raises(ChannelError, match="did not sign this handshake"):
             pump(server, client, swap)
 
     def test_parent_signs_with_own_key(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
         """The parent re-signs the transcript with a key it owns: binding fails."""
         rogue = ServerIdentity.generate()
         rogue.document = identity.document  # it can only relay the enclave's document
-        client, _server = make(nsm, identity)
+        client, _server = make(check, identity)
         rogue_server = ServerConnection(rogue)
         client.start()
         pump(client, rogue_server)
         with pytest.raises(ChannelError, match="did not sign"):
             pump(rogue_server, client)
 
-    def test_suite_downgrade_detected(
-        self, nsm: StandInAttestation, identity: ServerIdentity
-    ) -> None:
+    def test_suite_downgrade_detected(self, check: DocumentCheck, identity: ServerIdentity) -> None:
         """Stripping AES-256-GCM from the offer (forcing ChaCha) breaks the signature."""
 
         def strip(ch: bytes) -> bytes:
@@ -248,14 +250,14 @@ class TestActiveAttacker:
                 )
             )
 
-        client, server = make(nsm, identity)
+        client, server = make(check, identity)
         client.start()
         pump(client, server, strip)
         with pytest.raises(ChannelError, match="did not sign"):
             pump(server, client)
 
-    def test_version_not_offered(self, nsm: StandInAttestation, identity: ServerIdentity) -> None:
-        client, server = make(nsm, identity)
+    def test_version_not_offered(self, check: DocumentCheck, identity: ServerIdentity) -> None:
+        client, server = make(check, identity)
         client.start()
         pump(client, server)
         (sh,) = server.data_to_send()
@@ -272,10 +274,8 @@ class TestActiveAttacker:
         assert info.value.reason == "version_mismatch"
         assert server.data_to_send() == [_wire.encode_alert(_wire.AlertCode.VERSION_MISMATCH)]
 
-    def test_alert_reported_to_client(
-        self, nsm: StandInAttestation, identity: ServerIdentity
-    ) -> None:
-        client, _ = make(nsm, identity)
+    def test_alert_reported_to_client(self, check: DocumentCheck, identity: ServerIdentity) -> None:
+        client, _ = make(check, identity)
         client.start()
         with pytest.raises(ChannelError, match="version_mismatch") as info:
             client.receive_frame(_wire.encode_alert(_wire.AlertCode.VERSION_MISMATCH))
@@ -303,9 +303,9 @@ class TestActiveAttacker:
 
 
 class TestBinding:
-    def _doc(self, nsm: StandInAttestation, **fields: bytes | None) -> ServerIdentity:
+    def _doc(self, nsm: EmulatedNsm, **fields: bytes | None) -> ServerIdentity:
         ident = ServerIdentity.generate()
-        ident.document = nsm.attest(**fields)  # type: ignore[arg-type]
+        ident.document = nsm.get_attestation(**fields)
         return ident
 
     @pytest.mark.parametrize(
@@ -317,21 +317,21 @@ class TestBinding:
         ],
     )
     def test_document_must_bind_an_ed25519_key(
-        self, nsm: StandInAttestation, fields: dict[str, bytes], message: str
+        self, nsm: EmulatedNsm, check: DocumentCheck, fields: dict[str, bytes], message: str
     ) -> None:
         server = ServerConnection(self._doc(nsm, **fields))
-        client = ClientConnection(nsm.verify)
+        client = ClientConnection(check)
         client.start()
         pump(client, server)
         with pytest.raises(ChannelError, match=message) as info:
             pump(server, client)
         assert info.value.reason == "key_binding_mismatch"
 
-    def test_document_for_another_key(self, nsm: StandInAttestation) -> None:
+    def test_document_for_another_key(self, nsm: EmulatedNsm, check: DocumentCheck) -> None:
         """A valid document whose key is not the signer's (e.g. another enclave's)."""
         other = ServerIdentity.generate()
         ident = self._doc(nsm, user_data=CHANNEL_USER_DATA, public_key=other.public_key)
-        client, server = ClientConnection(nsm.verify), ServerConnection(ident)
+        client, server = ClientConnection(check), ServerConnection(ident)
         client.start()
         pump(client, server)
         with pytest.raises(ChannelError, match="did not sign"):
@@ -351,15 +351,17 @@ class TestBinding:
         with pytest.raises(LocalProtocolError, match="already failed"):
             client.receive_frame(b"\x02")
 
-    def test_nonce_endpoint_attests_only_own_key(self, nsm: StandInAttestation) -> None:
+    def test_nonce_endpoint_attests_only_own_key(
+        self, nsm: EmulatedNsm, check: DocumentCheck
+    ) -> None:
         ident = ServerIdentity.generate()
-        doc = nsm.verify(ident.attest_nonce(nsm.attest, b"n" * 32))
+        doc = check(ident.attest_nonce(nsm.get_attestation, b"n" * 32))
         assert doc.public_key == ident.public_key
         assert doc.user_data == CHANNEL_USER_DATA
         assert doc.nonce == b"n" * 32
         for bad in (b"short", b"x" * 513):
             with pytest.raises(ChannelError, match=r"nonce must be 16\.\.512 bytes"):
-                ident.attest_nonce(nsm.attest, bad)
+                ident.attest_nonce(nsm.get_attestation, bad)
 
     def test_signature_context(self) -> None:
         key = ed25519.Ed25519PrivateKey.generate()
@@ -369,14 +371,14 @@ class TestBinding:
 
 
 class TestMisuse:
-    def test_state_errors(self, nsm: StandInAttestation, identity: ServerIdentity) -> None:
-        client, server = make(nsm, identity)
+    def test_state_errors(self, check: DocumentCheck, identity: ServerIdentity) -> None:
+        client, server = make(check, identity)
         with pytest.raises(LocalProtocolError, match="not allowed in state idle"):
             client.send_data(b"x")
         with pytest.raises(LocalProtocolError, match="call start"):
             client.receive_frame(b"\x02")
         assert client.state is ConnectionState.ERROR  # misuse poisons the connection too
-        client, server = make(nsm, identity)
+        client, server = make(check, identity)
         client.start()
         with pytest.raises(LocalProtocolError, match="not allowed"):
             client.start()
@@ -385,19 +387,19 @@ class TestMisuse:
         with pytest.raises(LocalProtocolError, match="no attestation document"):
             ServerConnection(ServerIdentity.generate())
         with pytest.raises(LocalProtocolError, match="versions must be"):
-            ClientConnection(nsm.verify, versions=[9])
+            ClientConnection(check, versions=[9])
 
-    def test_eof_during_handshake(self, nsm: StandInAttestation, identity: ServerIdentity) -> None:
-        client, _ = make(nsm, identity)
+    def test_eof_during_handshake(self, check: DocumentCheck, identity: ServerIdentity) -> None:
+        client, _ = make(check, identity)
         client.start()
         with pytest.raises(RemoteProtocolError, match="during the handshake") as info:
             client.receive_eof()
         assert info.value.reason == "truncated"
 
     def test_eof_without_close_is_truncation(
-        self, nsm: StandInAttestation, identity: ServerIdentity
+        self, check: DocumentCheck, identity: ServerIdentity
     ) -> None:
-        client, server = make(nsm, identity)
+        client, server = make(check, identity)
         handshake(client, server)
         server.send_data(b"half of the answer")
         pump(server, client)
