@@ -333,6 +333,19 @@ class TestChain:
         err = _reject(pki, data, Reason.INVALID_CERTIFICATE, "chain")
         assert "CA=false" in err.message
 
+    def test_invalid_x509_version(self, pki: AwsLikePki) -> None:
+        """Regression (bench/fuzz_attestation.py): cryptography raises InvalidVersion,
+        which is not a ValueError, for a version other than v1/v3."""
+        head = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2 (v3)
+        assert head in pki.leaf.der
+        for bad in (bytes.fromhex("a003020103"), bytes.fromhex("a003020142")):
+            leaf = pki.leaf.der.replace(head, bad, 1)
+            err = _reject(pki, pki.document(certificate=leaf), Reason.INVALID_CERTIFICATE, "chain")
+            assert "version" in err.message
+            bundle = [pki.root.der, pki.regional.der.replace(head, bad, 1), *pki.cabundle[2:]]
+            err = _reject(pki, pki.document(cabundle=bundle), Reason.INVALID_CERTIFICATE, "chain")
+            assert err.details["certificate"] == 1
+
     def test_not_a_certificate(self, pki: AwsLikePki) -> None:
         for garbage in (b"\x30\x03\x02\x01\x01", pki.leaf.der + b"\x00", pki.leaf.der[:-1]):
             err = _reject(

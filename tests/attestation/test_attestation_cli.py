@@ -258,6 +258,20 @@ class TestInspect:
         assert out["document"]["user_data"] == "68656c6c6f"
         assert len(out["cabundle"]) == 4
 
+    def test_inspect_certificate_with_invalid_version(self, tmp_path: Path) -> None:
+        at = dt.datetime(2026, 2, 2, 2, 2, tzinfo=dt.UTC)
+        pki = AwsLikePki.build(at)
+        leaf = pki.leaf.der.replace(bytes.fromhex("a003020102"), bytes.fromhex("a003020142"), 1)
+        doc = tmp_path / "doc.cbor"
+        doc.write_bytes(pki.document(certificate=leaf))
+        code, out = run_json("attest", "inspect", str(doc))
+        assert code == 0
+        assert out["document"]["certificate"]["subject"] is None
+        assert "version" in out["document"]["certificate"]["error"]
+        proc = run("attest", "verify", str(doc), "--at", at.isoformat(), "--root", "/dev/null")
+        assert proc.returncode == 2
+        assert "PEM" in proc.stderr
+
     def test_inspect_malformed(self, tmp_path: Path) -> None:
         junk = tmp_path / "junk.bin"
         junk.write_bytes(b"\x84\x40\xa0\x40\x40")

@@ -243,3 +243,50 @@ def test_malformed_and_unreadable(tmp_path: Path) -> None:
     assert "unreadable_input" in out.stderr
     out = run("describe")
     assert out.returncode == 2
+
+
+@pytest.mark.vectors
+def test_sign_cli_on_vector_matches_v4_layout(eif_vectors_dir: Path, tmp_path: Path) -> None:
+    """Signing v1 gives v4's table (v4 is v1 signed at build time), with our signer."""
+    pem, key = make_cert()
+    (tmp_path / "cert.pem").write_bytes(pem)
+    (tmp_path / "key.pem").write_bytes(key_pem(key))
+    out = tmp_path / "v1-signed.eif"
+    res = run(
+        "sign",
+        eif_vectors_dir / "v1-unsigned-2ramdisks.eif",
+        "--sign-cert",
+        tmp_path / "cert.pem",
+        "--sign-key",
+        tmp_path / "key.pem",
+        "-o",
+        out,
+    )
+    assert res.returncode == 0, res.stderr
+    code, doc = run_json(
+        "describe", out, "--allow", "RNG-2", "--allow", "RNG-3", "--allow", "NSM-1"
+    )
+    code4, doc4 = run_json(
+        "describe",
+        eif_vectors_dir / "v4-signed-es384-2ramdisks.eif",
+        "--at",
+        "2027-01-01T00:00:00Z",
+    )
+    assert code == 0, doc
+    assert code4 == 1  # RNG-2 etc. not allowed here
+    assert [s["Offset"] for s in doc["Sections"]] == [s["Offset"] for s in doc4["Sections"]]
+    assert doc["Measurements"]["PCR0"] == doc4["Measurements"]["PCR0"]
+    assert doc["SignatureCheck"] is True
+    # Signing again is refused.
+    res = run(
+        "sign",
+        out,
+        "--sign-cert",
+        tmp_path / "cert.pem",
+        "--sign-key",
+        tmp_path / "key.pem",
+        "-o",
+        tmp_path / "twice.eif",
+    )
+    assert res.returncode == 2
+    assert "already signed" in res.stderr

@@ -171,3 +171,39 @@ def test_signature_section_encoding_matches_nitro_cli() -> None:
     sig = encode_signature_section(pem, sign_pcr0(key, bytes(48)))
     assert sig.startswith(b"\x81\xa2\x73signing_certificate\x99")
     assert b"\x69signature" in sig
+
+
+def test_sign_eif_appends_like_nitro_cli(tmp_path: Path) -> None:
+    from nitroguard.eif import sign_eif
+
+    plain = _build(tmp_path, None)
+    before = read_eif(plain)
+    signed_path = tmp_path / "signed.eif"
+    result = sign_eif(plain, signed_path, signer=Signer(*make_cert(ec.SECP256R1())))
+    signed = read_eif(signed_path)
+    assert verify_signature(signed).ok
+    assert signed.measurements == result.measurements
+    assert signed.measurements.pcr0 == before.measurements.pcr0
+    n = before.header.num_sections
+    assert signed.header.num_sections == n + 1
+    assert signed.sections[-1].offset == before.file_size
+    # Everything after the header is the unsigned image, unchanged.
+    assert signed_path.read_bytes()[548 : before.file_size] == plain.read_bytes()[548:]
+    # In place works too.
+    sign_eif(plain, plain, signer=Signer(*make_cert()))
+    assert read_eif(plain).is_signed
+
+
+def test_sign_eif_refuses_signed_or_ambiguous(tmp_path: Path) -> None:
+    from eif_helpers import basic_sections, craft
+
+    from nitroguard.eif import sign_eif
+
+    signed = _build(tmp_path, Signer(*make_cert()))
+    with pytest.raises(ConfigError, match="already signed"):
+        sign_eif(signed, tmp_path / "x.eif", signer=Signer(*make_cert()))
+    gap = tmp_path / "gap.eif"
+    gap.write_bytes(craft(basic_sections(), gap=16))
+    with pytest.raises(ConfigError, match="ambiguous"):
+        sign_eif(gap, tmp_path / "y.eif", signer=Signer(*make_cert()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gap.eif", "img.eif"]

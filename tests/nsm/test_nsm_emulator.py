@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import stat
@@ -19,7 +20,7 @@ from nsm_helpers import T0, Clock, check_document
 
 from nitroguard.errors import ConfigError, NsmError, Reason
 from nitroguard.nsm import EmulatedNsm, EmulatorPki, Nsm, codec
-from nitroguard.nsm.emulator import extend
+from nitroguard.nsm.emulator import DEFAULT_IMAGE_PCRS, extend
 from nitroguard.testing import ephemeral_nsm
 
 H = bytes.fromhex
@@ -79,12 +80,24 @@ def test_initial_state(clock: Clock) -> None:
         assert pcr.lock is (i < 16)
     assert nsm.describe_pcr(0).data == pcr0
     assert nsm.describe_pcr(8).data == b"\x08" * 48
-    assert nsm.describe_pcr(1).data == ZERO
+    assert nsm.describe_pcr(1).data == DEFAULT_IMAGE_PCRS[1]  # not given: non-zero default
+    assert nsm.describe_pcr(5).data == ZERO
     assert nsm.describe_pcr(3).data == extend(ZERO, b"arn:aws:iam::123456789012:role/app")
     assert nsm.describe_pcr(4).data == extend(ZERO, b"i-0123456789abcdef0")
     assert all(nsm.describe_pcr(i).data == ZERO for i in range(16, 32))
     # Without a role PCR3 stays zero (attestation.md 1.4).
     assert ephemeral_nsm(clock=clock).describe_pcr(3).data == ZERO
+
+
+def test_default_image_pcrs_are_nonzero_and_distinct(clock: Clock) -> None:
+    # Zero PCR0/1/2 mean debug mode; a production emulator without an image must not
+    # look like one (nsm-check asserts PCR0/1/2/4 non-zero).
+    nsm = ephemeral_nsm(clock=clock)
+    values = [nsm.describe_pcr(i).data for i in (0, 1, 2, 4)]
+    assert ZERO not in values
+    assert len(set(values)) == 4
+    digest = hashlib.sha384(b"nitroguard emulator: no image, PCR0").digest()
+    assert values[0] == extend(ZERO, digest)
 
 
 def test_describe_nsm_shape(nsm: EmulatedNsm, clock: Clock) -> None:

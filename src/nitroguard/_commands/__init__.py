@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from nitroguard._commands import attest, audit, demo, eif, nsm, probe, proxy, serve
+from nitroguard._commands import attest, audit, demo, eif, nsm, probe, proxy, scan, serve
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction[Any]], None], ...] = (
     attest.register,
@@ -21,5 +21,6 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction[Any]], None], ...] = (
     probe.register,
     audit.register,
     eif.register,
+    scan.register,
     demo.register,
 )

@@ -6,7 +6,7 @@ Examples::
     nitroguard audit --json --strict       # machine-readable; warnings fail too
     nitroguard audit --root /tmp/snapshot  # a copied /proc, /sys, /dev tree
     nitroguard audit --only RNG,TIME-1     # some checks
-    nitroguard audit --nsm emulator-debug  # NSM-backed checks against the emulator
+    nitroguard audit --nsm ephemeral-debug # NSM-backed checks against an emulator
 
 Exit status: 0 nothing failed, 1 a check failed (or warned, with ``--strict``),
 2 usage error.
@@ -16,20 +16,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
+import hashlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nitroguard.errors import ConfigError
 from nitroguard.findings import Finding, Status, summarize
 
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from nitroguard.nsm import Nsm
+
 _NSM_HELP = (
-    "NSM to use for DescribeNSM, self-attestation and PCR checks: 'auto' (default: "
-    "/dev/nsm when auditing / and it exists), 'none', 'device[:PATH]', 'emulator' or "
-    "'emulator-debug' (an ephemeral in-process emulator, trusted via its own test root)"
+    "NSM for DescribeNSM, the self-attestation and the PCR checks: 'auto' (default: "
+    "/dev/nsm when auditing / and it exists), 'none', 'device[:PATH]', "
+    "'emulator:SOCKET' (a served emulator; pin its root with --nsm-root), or "
+    "'ephemeral' / 'ephemeral-debug' (an in-process emulator trusted through its own "
+    "throw-away root, for demos)"
 )
+
+#: PCR0/1/2 of the 'ephemeral' emulator: fixed, non-zero stand-ins for a real image.
+_EPHEMERAL_PCRS = {
+    i: hashlib.sha384(f"nitroguard ephemeral PCR{i}".encode()).digest() for i in (0, 1, 2)
+}
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -47,6 +59,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--root", default="/", metavar="DIR", help="filesystem root holding proc/, sys/, dev/"
     )
     parser.add_argument("--nsm", default="auto", metavar="SPEC", help=_NSM_HELP)
+    parser.add_argument(
+        "--nsm-root",
+        metavar="PEM",
+        help="trust root for the self-attestation (default: the pinned AWS Nitro root)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     parser.add_argument(
@@ -58,30 +75,49 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 @contextlib.contextmanager
-def _open_nsm(spec: str, root: str) -> Iterator[tuple[Any, Any]]:
+def _open_nsm(spec: str, root: str) -> Iterator[tuple[Nsm | None, list[x509.Certificate] | None]]:
     """Yield ``(nsm or None, trust roots or None)`` for an ``--nsm`` spec."""
-    kind, _, arg = spec.partition(":")
-    if kind == "none":
+    from nitroguard.nsm import Nsm
+    from nitroguard.nsm.interface import DEFAULT_DEVICE
+
+    if spec == "none":
         yield None, None
         return
-    if kind == "auto":
-        if Path(root).resolve() != Path("/") or not Path("/dev/nsm").exists():
+    if spec == "auto":
+        if Path(root).resolve() != Path("/") or not Path(DEFAULT_DEVICE).exists():
             yield None, None
             return
-        kind, arg = "device", ""
-    if kind == "device":
-        nsm = importlib.import_module("nitroguard.nsm").Nsm.open(arg or "/dev/nsm")
+        spec = "device"
+    if spec in ("ephemeral", "ephemeral-debug"):
+        from nitroguard.testing import ephemeral_nsm
+
+        debug = spec == "ephemeral-debug"
+        emulated = ephemeral_nsm(debug_mode=debug, pcrs=None if debug else _EPHEMERAL_PCRS)
+        with emulated:
+            yield emulated, [emulated.pki.root_certificate]
+        return
+    if spec.partition(":")[0] not in ("device", "emulator"):
+        raise ConfigError(
+            f"--nsm: unknown spec {spec!r} "
+            "(auto, none, device[:PATH], emulator:SOCKET, ephemeral, ephemeral-debug)"
+        )
+    with Nsm.open(spec) as nsm:
+        yield nsm, None
+
+
+def _load_root(path: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
+    from nitroguard._commands._common import read_blob
+
+    data = read_blob(path, decode_text=False)
+    try:
+        return [x509.load_pem_x509_certificate(data)]
+    except ValueError:
         try:
-            yield nsm, None
-        finally:
-            nsm.close()
-        return
-    if kind in ("emulator", "emulator-debug"):
-        ephemeral_nsm = importlib.import_module("nitroguard.testing").ephemeral_nsm
-        with ephemeral_nsm(debug_mode=kind == "emulator-debug") as emulated:
-            yield emulated.nsm, [emulated.root_certificate]
-        return
-    raise ConfigError(f"--nsm: unknown spec {spec!r} (auto, none, device[:PATH], emulator)")
+            return [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            raise ConfigError(f"--nsm-root: {path} is not a PEM or DER certificate") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -91,8 +127,9 @@ def _run(args: argparse.Namespace) -> int:
     if not Path(root).is_dir():
         raise ConfigError(f"--root: not a directory: {root}")
     only = args.only.split(",") if args.only else None
+    pinned = _load_root(args.nsm_root) if args.nsm_root else None
     with _open_nsm(args.nsm, root) as (nsm, roots):
-        findings = run(SystemProbe(root), nsm, only=only, roots=roots)
+        findings = run(SystemProbe(root), nsm, only=only, roots=pinned or roots)
     summary = summarize(findings)
     if args.json:
         from nitroguard._commands._common import emit_json

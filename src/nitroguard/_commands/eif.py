@@ -6,6 +6,8 @@
 - ``nitroguard eif pcr FILE [--json]``: only the PCRs.
 - ``nitroguard eif build --kernel K --cmdline TEXT|@FILE --ramdisk R... -o OUT``:
   a deterministic (and atomic) build, optionally signed.
+- ``nitroguard eif sign FILE --sign-cert PEM --sign-key PEM -o OUT``: sign an
+  unsigned image like ``nitro-cli sign-eif``.
 
 Exit codes: 0 sound, 1 failed CRC / signature / check or malformed image,
 2 unreadable input or usage error.
@@ -17,12 +19,15 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nitroguard.errors import ConfigError, Error, Reason
 from nitroguard.findings import Finding, Status, summarize
 
 from ._common import emit_json, parse_time
+
+if TYPE_CHECKING:
+    from nitroguard.eif import BuildResult, Signer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -105,6 +110,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     build.add_argument("--json", action="store_true", help="print the measurements as JSON")
     build.set_defaults(func=_build)
 
+    sign = actions.add_parser(
+        "sign", help="sign an unsigned image like `nitro-cli sign-eif` (appends a section)"
+    )
+    sign.add_argument("file", metavar="FILE", help="the unsigned .eif")
+    sign.add_argument("--sign-cert", required=True, metavar="PEM", help="certificate (PEM)")
+    sign.add_argument("--sign-key", required=True, metavar="PEM", help="EC private key (PEM)")
+    sign.add_argument("-o", "--output", required=True, metavar="OUT", help="signed .eif")
+    sign.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    sign.set_defaults(func=_sign)
+
 
 # --- describe -----------------------------------------------------------------------
 
@@ -127,7 +142,8 @@ def _metadata_view(metadata: Any) -> Any:
 
 
 def _fail_json(exc: Error, as_json: bool) -> int:
-    code = EXIT_USAGE if exc.reason is Reason.UNREADABLE_INPUT else EXIT_FAILED
+    usage = isinstance(exc, ConfigError) or exc.reason is Reason.UNREADABLE_INPUT
+    code = EXIT_USAGE if usage else EXIT_FAILED
     if as_json:
         emit_json({"Error": exc.to_dict()})
     sys.stderr.write(f"nitroguard: {exc.diagnostics()}\n")
@@ -291,11 +307,53 @@ def _text_or_file(value: str, what: str) -> bytes:
     return value.encode()
 
 
-def _build(args: argparse.Namespace) -> int:
+def _signer(cert_path: str, key_path: str) -> Signer:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from nitroguard.eif import EPOCH_BUILD_TIME, Signer, build_eif, default_metadata
+    from nitroguard.eif import Signer
+
+    cert_pem = _read_file(cert_path, "signing certificate")
+    key_pem = _read_file(key_path, "signing key")
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load the signing key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError("the signing key must be an EC key (P-256, P-384 or P-521)")
+    return Signer(cert_pem, key)
+
+
+def _print_result(result: BuildResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(
+            {
+                "Path": str(result.path),
+                "Size": result.size,
+                "CRC32": f"{result.crc32:#010x}",
+                "Measurements": result.measurements.to_dict(),
+            }
+        )
+        return
+    sys.stdout.write(f"wrote {result.path} ({result.size} bytes)\n")
+    for name, value in result.measurements.as_hex().items():
+        sys.stdout.write(f"{name} {value}\n")
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from nitroguard.eif import sign_eif
+
+    signer = _signer(args.sign_cert, args.sign_key)
+    try:
+        result = sign_eif(args.file, args.output, signer=signer)
+    except Error as exc:
+        return _fail_json(exc, args.json)
+    _print_result(result, args.json)
+    return EXIT_OK
+
+
+def _build(args: argparse.Namespace) -> int:
+    from nitroguard.eif import EPOCH_BUILD_TIME, build_eif, default_metadata
     from nitroguard.eif._reader import _kernel_version
 
     # nitro-cli trims the cmdline blob (spec 2.4); a trailing newline would change PCR0.
@@ -317,19 +375,9 @@ def _build(args: argparse.Namespace) -> int:
             build_time=build_time,
             kernel_version=kver.split()[0] if kver else "unknown",
         )
-    signer = None
     if (args.sign_cert is None) != (args.sign_key is None):
         raise ConfigError("--sign-cert and --sign-key go together")
-    if args.sign_cert is not None:
-        cert_pem = _read_file(args.sign_cert, "signing certificate")
-        key_pem = _read_file(args.sign_key, "signing key")
-        try:
-            key = serialization.load_pem_private_key(key_pem, password=None)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"cannot load the signing key: {exc}") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ConfigError("the signing key must be an EC key (P-256, P-384 or P-521)")
-        signer = Signer(cert_pem, key)
+    signer = _signer(args.sign_cert, args.sign_key) if args.sign_cert else None
     result = build_eif(
         args.output,
         kernel=args.kernel,
@@ -339,17 +387,5 @@ def _build(args: argparse.Namespace) -> int:
         signer=signer,
         arch=args.arch,
     )
-    if args.json:
-        emit_json(
-            {
-                "Path": str(result.path),
-                "Size": result.size,
-                "CRC32": f"{result.crc32:#010x}",
-                "Measurements": result.measurements.to_dict(),
-            }
-        )
-    else:
-        sys.stdout.write(f"wrote {result.path} ({result.size} bytes)\n")
-        for name, value in result.measurements.as_hex().items():
-            sys.stdout.write(f"{name} {value}\n")
+    _print_result(result, args.json)
     return EXIT_OK

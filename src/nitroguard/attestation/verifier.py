@@ -165,7 +165,14 @@ def _load_info(der: bytes, index: int, label: str) -> _CertInfo:
                 key_cert_sign, digital_signature = value.key_cert_sign, value.digital_signature
             elif ext.critical and ext.oid not in _HANDLED_CRITICAL:
                 unhandled.append(ext.oid.dotted_string)
-    except (ValueError, TypeError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
+    except (
+        ValueError,
+        TypeError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        UnsupportedAlgorithm,
+    ) as exc:
+        # NOTE: x509.InvalidVersion is not a ValueError (found by bench/fuzz_attestation.py).
         raise _chain_error(
             f"{label} is not a valid X.509 certificate: {exc}", Reason.INVALID_CERTIFICATE, index
         ) from None

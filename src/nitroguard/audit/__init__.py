@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 
+from cryptography import x509
+
+from nitroguard.attestation import Verifier
 from nitroguard.audit.checks import AREAS, DEFAULT, ENV_ID, Check, Options
 from nitroguard.audit.clock import ClockEvent, ClockGuard, SelfAttestation, attested_time
 from nitroguard.audit.facts import AuditNsm, Facts, gather
@@ -113,8 +115,8 @@ def run(
     checks: Sequence[Check] = DEFAULT,
     *,
     only: Iterable[str] | None = None,
-    roots: Any = None,
-    verifier: Any = None,
+    roots: Sequence[x509.Certificate] | None = None,
+    verifier: Verifier | None = None,
     options: Options | None = None,
 ) -> list[Finding]:
     """Audit the environment and return one finding per check.
@@ -147,8 +149,8 @@ def require_secure_environment(
     checks: Sequence[Check] = DEFAULT,
     *,
     waive: frozenset[str] | set[str] = frozenset(),
-    roots: Any = None,
-    verifier: Any = None,
+    roots: Sequence[x509.Certificate] | None = None,
+    verifier: Verifier | None = None,
     options: Options | None = None,
     logger: logging.Logger | None = None,
 ) -> list[Finding]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from nitroguard.audit._kernel import Cmdline, kstrtobool, parse_cmdline, parse_kernel_version
 from nitroguard.audit.facts import Facts, first_present
 from nitroguard.findings import Finding, Status
+from nitroguard.nsm import NsmDescription
 
 __all__ = [
     "AREAS",
@@ -628,17 +629,13 @@ def check_nsm1(facts: Facts, options: Options) -> Finding:
     )
 
 
-def _describe_text(description: object) -> str:
-    fields = []
-    for name in ("module_id", "version", "max_pcrs", "digest", "locked_pcrs"):
-        value = getattr(description, name, None)
-        if value is None:
-            continue
-        if name == "locked_pcrs":
-            indices = sorted(int(i) for i in value)
-            value = f"{len(indices)} ({_ranges(indices)})"
-        fields.append(f"{name}={value}")
-    return ", ".join(fields) if fields else repr(description)
+def _describe_text(description: NsmDescription) -> str:
+    locked = sorted(description.locked_pcrs)
+    return (
+        f"module_id={description.module_id}, version={description.version_string}, "
+        f"max_pcrs={description.max_pcrs}, digest={description.digest}, "
+        f"locked_pcrs={_ranges(locked)}"
+    )
 
 
 def _ranges(indices: list[int]) -> str:
@@ -680,9 +677,7 @@ def check_nsm2(facts: Facts, options: Options) -> Finding:
             # The handle answers (emulator or non-standard path), but the device the
             # enclave's other code would open is missing.
             status = Status.WARN
-        digest = getattr(nsm.description, "digest", "SHA384")
-        max_pcrs = getattr(nsm.description, "max_pcrs", 32)
-        if str(getattr(digest, "value", digest)).upper() != "SHA384" or max_pcrs != 32:
+        if nsm.description.digest != "SHA384" or nsm.description.max_pcrs != 32:
             parts.append("unexpected digest or max_pcrs (real NSM: SHA384, 32)")
             if status is Status.PASS:
                 status = Status.WARN

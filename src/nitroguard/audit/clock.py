@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hmac
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from cryptography import x509
+
+from nitroguard.attestation import AttestationDocument, VerifiedDocument, Verifier, policy
 from nitroguard.errors import NsmError, Reason, VerificationError
-from nitroguard.hazmat import cbor, cose
 
 __all__ = [
     "AttestingNsm",
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 #: ATT-4: nonces are at least 16 bytes; 32 is the recommended size.
 NONCE_SIZE = 32
-#: A real attestation document is about 4.5 KiB; the NSM response cap is 12 KiB.
-MAX_DOCUMENT = 16 * 1024
 
 
 class AttestingNsm(Protocol):
@@ -51,10 +50,6 @@ class AttestingNsm(Protocol):
     ) -> bytes: ...
 
     def get_random(self, n: int) -> bytes: ...
-
-
-class _Verifier(Protocol):
-    def verify(self, doc: bytes, policy: Any = None, *, at: Any, allow_debug: bool) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,7 +66,7 @@ class SelfAttestation:
         wall_after: the local wall clock just after the answer (None if unknown).
     """
 
-    document: Any
+    document: VerifiedDocument
     raw: bytes
     nonce: bytes
     timestamp_ms: int
@@ -105,15 +100,8 @@ def _peek_timestamp(raw: bytes) -> int:
     # The chain must be checked at *some* instant; we use the document's own claimed
     # time instead of our wall clock, which is exactly what we are trying to check.
     # A forged timestamp cannot pass: it is covered by the ES384 signature, and the
-    # leaf certificate (valid ~3 h, issued by the pinned root's chain) bounds it.
-    sign1 = cose.decode_sign1(raw, max_size=MAX_DOCUMENT)
-    payload = cbor.loads(sign1.payload, max_size=MAX_DOCUMENT)
-    timestamp = payload.get("timestamp") if hasattr(payload, "get") else None
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
-        raise VerificationError(
-            "attestation document has no valid timestamp", Reason.INVALID_FIELD, field="timestamp"
-        )
-    return timestamp
+    # leaf certificate (valid ~3 h, issued under the pinned root) must be valid then.
+    return AttestationDocument.parse(raw).timestamp
 
 
 def _default_nonce(nsm: AttestingNsm) -> bytes:
@@ -134,8 +122,8 @@ def _default_nonce(nsm: AttestingNsm) -> bytes:
 def self_attest(
     nsm: AttestingNsm,
     *,
-    roots: Any = None,
-    verifier: _Verifier | None = None,
+    roots: Sequence[x509.Certificate] | None = None,
+    verifier: Verifier | None = None,
     nonce: bytes | None = None,
     wall_clock: Callable[[], float | None] | None = None,
 ) -> SelfAttestation:
@@ -162,12 +150,7 @@ def self_attest(
         DecodeError: the document is malformed.
     """
     if verifier is None:
-        import importlib
-
-        # Imported lazily: the verifier pulls in X.509 machinery the rest of the audit
-        # does not need.
-        verifier_cls = importlib.import_module("nitroguard.attestation").Verifier
-        verifier = verifier_cls(roots=list(roots)) if roots is not None else verifier_cls()
+        verifier = Verifier(roots=list(roots)) if roots is not None else Verifier()
     if nonce is None:
         nonce = _default_nonce(nsm)
     if len(nonce) < 16:
@@ -179,23 +162,17 @@ def self_attest(
     after = wall_clock() if wall_clock is not None else None
     timestamp = _peek_timestamp(raw)
     at = dt.datetime.fromtimestamp(timestamp / 1000, tz=dt.UTC)
-    document = verifier.verify(raw, at=at, allow_debug=True)
-    echoed = document.nonce
-    if not isinstance(echoed, bytes) or not hmac.compare_digest(echoed, nonce):
-        raise VerificationError(
-            "attestation document does not echo the nonce we sent", Reason.NONCE_MISMATCH
-        )
-    if int(document.timestamp) != timestamp:  # pragma: no cover - verifier reads the same field
-        raise VerificationError("timestamp changed during verification", Reason.INVALID_FIELD)
-    pcrs = {int(k): bytes(v) for k, v in dict(document.pcrs).items()}
+    # policy.Nonce compares in constant time and fails with `nonce_mismatch`.
+    document = verifier.verify(raw, policy.Nonce(nonce), at=at, allow_debug=True)
+    pcrs = {int(k): bytes(v) for k, v in document.pcrs.items()}
     return SelfAttestation(document, raw, nonce, timestamp, pcrs, before, after)
 
 
 def attested_time(
     nsm: AttestingNsm,
     *,
-    roots: Any = None,
-    verifier: _Verifier | None = None,
+    roots: Sequence[x509.Certificate] | None = None,
+    verifier: Verifier | None = None,
     nonce: bytes | None = None,
 ) -> dt.datetime:
     """The hypervisor's current time, read from a fresh, verified attestation document.

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
+from cryptography import x509
+
+from nitroguard.attestation import Verifier
 from nitroguard.audit.clock import SelfAttestation, self_attest
 from nitroguard.audit.probe import FileRead, NodeInfo, SystemProbe
 from nitroguard.errors import Error
+from nitroguard.nsm import NsmDescription, PcrDescription
 
 __all__ = [
     "HWRNG_DIRS",
@@ -44,9 +49,9 @@ BUILD_DATE = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 class AuditNsm(Protocol):
     """The part of `nitroguard.nsm.Nsm` the audit uses."""
 
-    def describe_nsm(self) -> Any: ...
+    def describe_nsm(self) -> NsmDescription: ...
 
-    def describe_pcr(self, index: int) -> Any: ...
+    def describe_pcr(self, index: int) -> PcrDescription: ...
 
     def get_attestation(
         self,
@@ -71,7 +76,7 @@ class NsmFacts:
         attestation_error: why it could not be obtained or verified.
     """
 
-    description: Any = None
+    description: NsmDescription | None = None
     describe_error: str | None = None
     app_pcrs: tuple[tuple[int, bool, bytes], ...] = ()
     pcr_error: str | None = None
@@ -124,11 +129,11 @@ def _gather_nsm(
     nsm: AuditNsm,
     probe: SystemProbe,
     *,
-    roots: Any,
-    verifier: Any,
+    roots: Sequence[x509.Certificate] | None,
+    verifier: Verifier | None,
     nonce: bytes | None,
 ) -> NsmFacts:
-    description: Any = None
+    description: NsmDescription | None = None
     describe_error = pcr_error = attestation_error = None
     try:
         description = nsm.describe_nsm()
@@ -157,8 +162,8 @@ def gather(
     probe: SystemProbe,
     nsm: AuditNsm | None = None,
     *,
-    roots: Any = None,
-    verifier: Any = None,
+    roots: Sequence[x509.Certificate] | None = None,
+    verifier: Verifier | None = None,
     nonce: bytes | None = None,
     build_date: dt.datetime = BUILD_DATE,
 ) -> Facts:

@@ -26,7 +26,14 @@ from ._format import EifHeader, SectionType
 from ._measure import Measurements, extend_from_zero, pcr_of_bytes
 from ._reader import EifImage, EifSource, Section, read_eif
 from ._signature import SignatureReport, SignatureSection, pcr_payload
-from ._writer import EPOCH_BUILD_TIME, BuildResult, Signer, build_eif, default_metadata
+from ._writer import (
+    EPOCH_BUILD_TIME,
+    BuildResult,
+    Signer,
+    build_eif,
+    default_metadata,
+    sign_eif,
+)
 
 __all__ = [
     "EPOCH_BUILD_TIME",
@@ -48,6 +55,7 @@ __all__ = [
     "pcr_of_bytes",
     "pcr_payload",
     "read_eif",
+    "sign_eif",
     "static_checks",
     "verify_signature",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import tempfile
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nitroguard import __version__
-from nitroguard.errors import ConfigError, Error, Reason
+from nitroguard.errors import ConfigError, EifError, Error, Reason
 
 from ._format import (
     ARCH_ARM64,
@@ -52,7 +53,14 @@ from ._signature import (
     sign_pcr0,
 )
 
-__all__ = ["EPOCH_BUILD_TIME", "BuildResult", "Signer", "build_eif", "default_metadata"]
+__all__ = [
+    "EPOCH_BUILD_TIME",
+    "BuildResult",
+    "Signer",
+    "build_eif",
+    "default_metadata",
+    "sign_eif",
+]
 
 #: The BuildTime written unless the caller asks for another (monzo/aws-nitro-util pins
 #: the epoch the same way, spec 7).
@@ -328,3 +336,102 @@ def _write(  # noqa: PLR0917 - private helper with one caller
     fh.seek(0)
     fh.write(dataclasses.replace(header, crc32=crc).encode())
     return BuildResult(path=Path(), size=pos, crc32=crc, measurements=measurer.result(pcr8))
+
+
+def sign_eif(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    signer: Signer,
+    at: dt.datetime | None = None,
+) -> BuildResult:
+    """Sign an unsigned image like ``nitro-cli sign-eif``: append a signature section.
+
+    The input is fully validated first (layout, CRC). The signed copy is written to a
+    temporary file, read back and its signature verified against its own PCR0 before
+    it is renamed into place, so a source that changes while being copied can never
+    yield a signature over the wrong image.
+
+    Args:
+        source: the unsigned image.
+        output: where to write the signed image (may equal `source`).
+        signer: the certificate and matching EC key.
+        at: the time for the read-back certificate check (default now).
+
+    Raises:
+        ConfigError: the image is already signed, has layout issues, or has 32 sections.
+        EifError: the input is malformed, or the read-back check failed.
+        Error: `unreadable_input` on I/O failures.
+    """
+    from ._reader import read_eif
+    from ._signature import check
+
+    image = read_eif(source)
+    if image.is_signed:
+        # nitro-cli's replace path leaves section_sizes stale (image-format issue #54).
+        raise ConfigError("the image is already signed; sign the unsigned image instead")
+    if image.layout_issues:
+        raise ConfigError(
+            "refusing to sign an image whose layout is ambiguous: " + "; ".join(image.layout_issues)
+        )
+    header = image.header
+    n = header.num_sections
+    if n >= MAX_NUM_SECTIONS:
+        raise ConfigError(f"the image already has {MAX_NUM_SECTIONS} sections")
+    data = encode_signature_section(
+        signer.certificate_pem, sign_pcr0(signer.key, image.measurements.pcr0)
+    )
+    offsets = list(header.section_offsets)
+    sizes = list(header.section_sizes)
+    offsets[n], sizes[n] = image.file_size, len(data)
+    new_header = dataclasses.replace(
+        header,
+        num_sections=n + 1,
+        section_offsets=tuple(offsets),
+        section_sizes=tuple(sizes),
+        crc32=0,
+    )
+    out = Path(output)
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as dst:
+            crc = 0
+            dst.seek(HEADER_SIZE)
+            with _chunks(source, image.file_size, "image") as chunks:
+                skip = HEADER_SIZE
+                for block in chunks:
+                    part = block[skip:] if skip else block
+                    skip = max(0, skip - len(block))
+                    crc = zlib.crc32(part, crc)
+                    dst.write(part)
+            tail = SectionHeader(SectionType.SIGNATURE, 0, len(data)).encode() + data
+            crc = zlib.crc32(tail, crc)
+            dst.write(tail)
+            size = dst.tell()
+            head = new_header.encode()
+            total = crc32_combine(zlib.crc32(head[:CRC_OFFSET]), crc, size - HEADER_SIZE)
+            dst.seek(0)
+            dst.write(dataclasses.replace(new_header, crc32=total).encode())
+            dst.flush()
+            os.fsync(dst.fileno())
+        signed = read_eif(tmp)
+        if signed.signature is None:  # pragma: no cover - we just wrote it
+            raise Error("signature section missing after writing", Reason.INTERNAL_ERROR)
+        report = check(signed.signature, signed.measurements.pcr0, at or dt.datetime.now(dt.UTC))
+        if not report.signature_valid or not report.payload_matches:
+            raise EifError(
+                "the signed copy does not verify (did the source change while signing?)",
+                Reason.BAD_SIGNATURE,
+            )
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return BuildResult(path=out, size=size, crc32=total, measurements=signed.measurements)

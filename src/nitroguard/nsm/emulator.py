@@ -38,20 +38,30 @@ from nitroguard.nsm.codec import ErrorCode, NsmDescription, PcrDescription
 from nitroguard.nsm.interface import Nsm
 from nitroguard.nsm.pki import EmulatorPki
 
-__all__ = ["BOOT_LOCKED", "DEBUG_ZERO_PCRS", "EmulatedNsm", "extend"]
+__all__ = ["BOOT_LOCKED", "DEBUG_ZERO_PCRS", "DEFAULT_IMAGE_PCRS", "EmulatedNsm", "extend"]
 
 #: PCRs 0-15 are measured and locked at boot.
 BOOT_LOCKED: Final = 16
 #: PCRs a debug-mode enclave reports as zeros (spec attestation.md 1.4).
 DEBUG_ZERO_PCRS: Final = (0, 1, 2, 8)
 _ZERO: Final = bytes(codec.PCR_SIZE)
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_INSTANCE_ID: Final = re.compile(r"i-[0-9a-f]{1,17}")
 
 
 def extend(old: bytes, data: bytes) -> bytes:
     """The NSM's PCR extend: ``SHA-384(old || data)``."""
     return hashlib.sha384(old + data).digest()
+
+
+#: PCR0/1/2 when no image measurement is given. A production enclave never has zero
+#: image PCRs (zeros mean debug mode to every verifier), so these are non-zero and
+#: plainly not any real image: ``extend(0, SHA-384("nitroguard emulator: no image, PCRn"))``,
+#: built like nitro-cli's ``extend(0, SHA-384(sections))``.
+DEFAULT_IMAGE_PCRS: Final[Mapping[int, bytes]] = {
+    i: extend(_ZERO, hashlib.sha384(f"nitroguard emulator: no image, PCR{i}".encode()).digest())
+    for i in (0, 1, 2)
+}
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_INSTANCE_ID: Final = re.compile(r"i-[0-9a-f]{1,17}")
 
 
 def _as_bytes(value: object) -> bytes | None:
@@ -77,7 +87,8 @@ class EmulatedNsm(Nsm):
             ``--debug-mode``.
         pcrs: boot measurements for PCRs 0-15 (48 bytes each), e.g. PCR0/1/2 from
             ``nitro-cli build-enclave`` or an EIF. Unspecified boot PCRs are zeros,
-            except PCR3 (from `parent_role`) and PCR4 (from `instance_id`).
+            except PCR0/1/2 (`DEFAULT_IMAGE_PCRS`: non-zero, since zeros mean debug
+            mode), PCR3 (from `parent_role`) and PCR4 (from `instance_id`).
         clock: the time source for timestamps and certificates (aware datetimes).
         rng: the source of GetRandom bytes and of generated identifiers.
         instance_id: the parent instance id (``i-`` + 17 hex); random by default.
@@ -111,6 +122,8 @@ class EmulatedNsm(Nsm):
         launch_ms = self._now_ms() & 0xFFFF_FFFF_FFFF
         self.module_id = f"{instance_id}-enc{launch_ms:012x}{self._rng(2).hex()}"
         self._pcrs = [_ZERO] * codec.MAX_PCRS
+        for index, value in DEFAULT_IMAGE_PCRS.items():
+            self._pcrs[index] = value
         self._pcrs[4] = extend(_ZERO, instance_id.encode())
         if parent_role is not None:
             self._pcrs[3] = extend(_ZERO, parent_role.encode())

@@ -1,0 +1,408 @@
+"""Parent-side proxy: ingress (TCP -> vsock) and egress (vsock -> allowlisted TCP).
+
+Behaviour (issue 4 section 3; the gaps of AWS ``vsock-proxy``: fixed worker
+pool, no idle timeout):
+
+* Runs on the hardened `serve` loop: connection cap, non-blocking accept that
+  survives EMFILE, graceful shutdown.
+* Bidirectional copy with backpressure: each direction reads at most 64 KiB
+  and does not read again until the other side has taken it, so memory per
+  connection is bounded (two socket read buffers plus two write buffers).
+* Half-close is propagated: EOF from one side becomes ``SHUT_WR`` on the
+  other, and the opposite direction keeps flowing until it ends too.
+* Every byte is delivered before the close on a normal end (buffers are
+  flushed, bounded by the idle timeout); errors and timeouts abort.
+* Idle timeout: the connection is closed when *neither* direction moved a
+  byte for ``idle_timeout`` seconds.
+* A failing upstream (refused, unreachable, slow) closes only that client.
+* Egress allowlist (``--allow HOST:PORT``), checked on every connection: the
+  target must match an entry by name or address; its name is resolved again
+  for each connection; and every resolved address must pass too. A name entry
+  only admits globally routable addresses: a name that resolves to loopback,
+  private, link-local (169.254.169.254, the instance metadata service) or
+  other special ranges is refused unless an explicit IP or CIDR entry covers
+  that address. The proxy then connects to the address it checked, never
+  resolving twice (no DNS-rebinding window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, final
+
+from nitroguard.errors import (
+    ConfigError,
+    Error,
+    Reason,
+    TimeoutError_,
+    TransportError,
+)
+from nitroguard.transport._address import Address, parse_address
+from nitroguard.transport._client import connect
+from nitroguard.transport._server import Connection, Server, ServerLimits, serve
+from nitroguard.transport._stream import Stream
+
+__all__ = [
+    "AllowEntry",
+    "Allowlist",
+    "ProxyConfig",
+    "ProxyCounters",
+    "resolve_upstream",
+    "start_proxy",
+]
+
+log = logging.getLogger("nitroguard.proxy")
+
+_CHUNK: Final = 64 * 1024
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AllowEntry:
+    """One allowlist entry: a host name, an IP address or a CIDR network, and a port.
+
+    Attributes:
+        host: lower-case host name, or ``""`` for address entries.
+        network: the IP network for address/CIDR entries (``None`` for names).
+        port: the allowed port.
+    """
+
+    host: str
+    network: IPNetwork | None
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> AllowEntry:
+        """Parse ``HOST:PORT``, ``1.2.3.4:PORT``, ``10.0.0.0/8:PORT`` or ``[::1]:PORT``.
+
+        Raises:
+            ConfigError: ``invalid_address`` with the precise problem.
+        """
+        raw = text.strip()
+        if raw.startswith("["):
+            end = raw.find("]")
+            if end < 0 or raw[end + 1 : end + 2] != ":":
+                raise ConfigError(
+                    f"invalid allow entry {text!r}: expected [IPV6]:PORT", Reason.INVALID_ADDRESS
+                )
+            host, port_raw = raw[1:end], raw[end + 2 :]
+        else:
+            host, sep, port_raw = raw.rpartition(":")
+            if not sep or not host:
+                raise ConfigError(
+                    f"invalid allow entry {text!r}: expected HOST:PORT", Reason.INVALID_ADDRESS
+                )
+        if not port_raw.isdigit() or not 0 < int(port_raw) <= 65535:
+            raise ConfigError(
+                f"invalid allow entry {text!r}: port must be 1..65535", Reason.INVALID_ADDRESS
+            )
+        port = int(port_raw)
+        try:
+            return cls("", ipaddress.ip_network(host, strict=False), port)
+        except ValueError:
+            pass
+        # Validate the name through the address parser (same rules as tcp://HOST:PORT).
+        parsed = parse_address(f"tcp://{host}:{port}")
+        return cls(parsed.host.lower(), None, port)
+
+    def __str__(self) -> str:
+        return f"{self.network if self.network is not None else self.host}:{self.port}"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    """A set of `AllowEntry`; empty means "no egress restriction"."""
+
+    entries: tuple[AllowEntry, ...] = ()
+
+    @classmethod
+    def parse(cls, items: Sequence[str]) -> Allowlist:
+        """Parse ``--allow`` values."""
+        return cls(tuple(AllowEntry.parse(i) for i in items))
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def name_allowed(self, host: str, port: int) -> bool:
+        """Does ``host:port`` match an entry (by name, or by address for IP literals)?"""
+        host = host.lower()
+        try:
+            ip: IPAddr | None = ipaddress.ip_address(host)
+        except ValueError:
+            ip = None
+        for e in self.entries:
+            if e.port != port:
+                continue
+            if e.network is None and e.host == host:
+                return True
+            if e.network is not None and ip is not None and ip in e.network:
+                return True
+        return False
+
+    def address_allowed(self, ip: IPAddr, port: int) -> bool:
+        """Is a resolved address acceptable?
+
+        Allowed when an IP/CIDR entry with this port covers it, or when it is
+        globally routable (admitted through a name entry). Loopback, private,
+        link-local and other special ranges need an explicit IP/CIDR entry.
+        """
+        for e in self.entries:
+            if e.port == port and e.network is not None and ip in e.network:
+                return True
+        return ip.is_global
+
+
+@final
+@dataclass(slots=True)
+class ProxyCounters:
+    """Proxy-specific statistics (the server's `Counters` hold the rest).
+
+    Attributes:
+        denied: connections refused by the allowlist (name or resolved address).
+        upstream_failures: upstream connects that failed or timed out.
+        bytes_up: bytes copied client -> upstream.
+        bytes_down: bytes copied upstream -> client.
+        half_closes: EOFs propagated as ``SHUT_WR``.
+    """
+
+    denied: int = 0
+    upstream_failures: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    half_closes: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        """A JSON-ready copy."""
+        return {
+            "denied": self.denied,
+            "upstream_failures": self.upstream_failures,
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "half_closes": self.half_closes,
+        }
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def _system_resolver(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def resolve_upstream(
+    to: Address, allow: Allowlist, *, resolver: Resolver | None = None
+) -> Address:
+    """Check ``to`` against ``allow`` and return the concrete address to dial.
+
+    For TCP targets the host name is resolved now (on every connection) and
+    each resolved address is checked; the first acceptable one is returned as
+    an IP-literal `Address`, so the connection goes to exactly what was checked.
+
+    Raises:
+        TransportError: ``not_allowed`` when the allowlist rejects the target or
+            every resolved address; ``connection_refused`` when resolution fails.
+    """
+    if to.kind != "tcp":
+        return to
+    if allow and not allow.name_allowed(to.host, to.port):
+        raise TransportError(f"{to.host}:{to.port} is not in the allowlist", Reason.NOT_ALLOWED)
+    resolve = resolver if resolver is not None else _system_resolver
+    try:
+        ips = await resolve(to.host, to.port)
+    except OSError as exc:
+        raise TransportError(f"cannot resolve {to.host}: {exc}", Reason.CONNECTION_REFUSED) from exc
+    rejected: list[str] = []
+    for raw in ips:
+        ip = ipaddress.ip_address(raw.split("%", 1)[0])
+        if not allow or allow.address_allowed(ip, to.port):
+            return Address("tcp", host=str(ip), port=to.port)
+        rejected.append(str(ip))
+    raise TransportError(
+        f"{to.host}:{to.port} resolved to {', '.join(rejected) or 'nothing'}, which the allowlist "
+        "does not admit (loopback/private/link-local addresses need an explicit IP or CIDR entry)",
+        Reason.NOT_ALLOWED,
+    )
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Proxy settings.
+
+    Attributes:
+        listen: where clients connect.
+        to: where each connection is forwarded.
+        allow: egress allowlist (empty: no restriction).
+        max_connections: concurrent client connections (default 1024).
+        idle_timeout: close when no byte moved either way for this long (default 60 s).
+        connect_timeout: upstream connect deadline (default 5 s).
+    """
+
+    listen: Address
+    to: Address
+    allow: Allowlist = field(default_factory=Allowlist)
+    max_connections: int = 1024
+    idle_timeout: float = 60.0
+    connect_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ConfigError("max_connections must be positive")
+        if not self.idle_timeout > 0 or not self.connect_timeout > 0:
+            raise ConfigError("timeouts must be positive")
+
+
+class _Activity:
+    __slots__ = ("last",)
+
+    def __init__(self, now: float) -> None:
+        self.last = now
+
+
+async def _pump(
+    src: Stream,
+    dst: Stream,
+    *,
+    activity: _Activity,
+    idle: float,
+    count: Callable[[int], None],
+    on_eof: Callable[[], None],
+) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            async with asyncio.timeout_at(activity.last + idle):
+                data = await src.receive_some(_CHUNK)
+        except TimeoutError:
+            if loop.time() - activity.last < idle:
+                continue  # the other direction is active: keep waiting
+            raise TimeoutError_(
+                f"idle timeout: no traffic either way for {idle:g} s", Reason.TIMEOUT, kind="idle"
+            ) from None
+        if not data:
+            on_eof()
+            await dst.send_eof()  # half-close: the other direction keeps going
+            return
+        activity.last = loop.time()
+        try:
+            async with asyncio.timeout(idle):
+                await dst.send_all(data)  # backpressure: no read until this is taken
+        except TimeoutError:
+            raise TimeoutError_(
+                f"write timeout: peer did not read for {idle:g} s", Reason.TIMEOUT, kind="write"
+            ) from None
+        activity.last = loop.time()
+        count(len(data))
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def make_handler(
+    config: ProxyConfig, counters: ProxyCounters, *, resolver: Resolver | None = None
+) -> Callable[[Connection], Awaitable[None]]:
+    """The per-connection proxy handler (exposed for embedding in another server)."""
+
+    async def handler(conn: Connection) -> None:
+        client = conn.stream
+        try:
+            target = await resolve_upstream(config.to, config.allow, resolver=resolver)
+        except TransportError as exc:
+            if exc.reason is Reason.NOT_ALLOWED:
+                counters.denied += 1
+                log.warning("denied: %s", exc.message)
+            else:
+                counters.upstream_failures += 1
+                log.warning("upstream failed: %s", exc.message)
+            return
+        try:
+            upstream = await connect(target, timeout=config.connect_timeout)
+        except Error as exc:
+            counters.upstream_failures += 1
+            log.warning("upstream %s failed: %s", target, exc.diagnostics())
+            return
+        loop = asyncio.get_running_loop()
+        activity = _Activity(loop.time())
+        clean = False
+
+        def up(n: int) -> None:
+            counters.bytes_up += n
+
+        def down(n: int) -> None:
+            counters.bytes_down += n
+
+        def eof() -> None:
+            counters.half_closes += 1
+
+        try:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(
+                        _pump(
+                            client,
+                            upstream,
+                            activity=activity,
+                            idle=config.idle_timeout,
+                            count=up,
+                            on_eof=eof,
+                        )
+                    )
+                    tg.create_task(
+                        _pump(
+                            upstream,
+                            client,
+                            activity=activity,
+                            idle=config.idle_timeout,
+                            count=down,
+                            on_eof=eof,
+                        )
+                    )
+            except BaseExceptionGroup as group:
+                raise _first_leaf(group) from None
+            clean = True
+        finally:
+            if clean:
+                await upstream.aclose(flush_timeout=config.idle_timeout)
+            else:
+                upstream.abort()
+
+    return handler
+
+
+async def start_proxy(
+    config: ProxyConfig,
+    *,
+    ready: Callable[[Address], None] | None = None,
+    resolver: Resolver | None = None,
+) -> tuple[Server, ProxyCounters]:
+    """Start a proxy; returns the running `Server` and the proxy's counters.
+
+    Raises:
+        ConfigError: ``invalid_address`` when ``listen`` cannot be bound.
+    """
+    counters = ProxyCounters()
+    limits = ServerLimits(
+        max_connections=config.max_connections,
+        # The raw-stream handler enforces its own idle timeout; these bound teardown.
+        write_timeout=config.idle_timeout,
+        shutdown_grace=5.0,
+    )
+    server = await serve(
+        make_handler(config, counters, resolver=resolver), config.listen, limits, ready=ready
+    )
+    return server, counters
