@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from nitroguard.app.protocol import decode_request, encode_error, encode_result
@@ -40,7 +40,7 @@ from nitroguard.channel.aio import (
 )
 from nitroguard.channel.handshake import MAX_NONCE, MIN_NONCE, ServerIdentity
 from nitroguard.errors import ChannelError, ConfigError, Error, Reason
-from nitroguard.findings import Status
+from nitroguard.findings import Finding, Status
 from nitroguard.transport import Address, ServerLimits
 
 __all__ = ["AppConfig", "EnclaveApp", "Mode", "Operation", "RunningApp"]
@@ -182,9 +182,13 @@ class _Bucket:
 class RunningApp:
     """A started `EnclaveApp`: its address, identity and lifecycle."""
 
-    def __init__(self, server: ChannelServer, config: AppConfig) -> None:
+    def __init__(
+        self, server: ChannelServer, config: AppConfig, findings: Sequence[Finding] = ()
+    ) -> None:
         self.server = server
         self.config = config
+        self.findings: tuple[Finding, ...] = tuple(findings)
+        """The start-up audit's findings (all passing or waived in production)."""
 
     @property
     def address(self) -> Address:
@@ -277,7 +281,7 @@ class EnclaveApp:
         log.info("%s: starting in %s mode", self.name, config.mode.value)
         # (1) Audit: fail closed in production, warn in development.
         if config.mode is Mode.PRODUCTION:
-            await asyncio.to_thread(
+            findings = await asyncio.to_thread(
                 audit.require_secure_environment, probe, nsm, waive=config.waive, logger=log
             )
             log.info("%s: environment audit passed", self.name)
@@ -342,7 +346,7 @@ class EnclaveApp:
             server.address,
             _fingerprint(identity.public_key),
         )
-        return RunningApp(server, config)
+        return RunningApp(server, config, findings)
 
     async def _serve_channel(
         self,
