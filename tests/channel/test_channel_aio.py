@@ -19,8 +19,10 @@ from nitroguard.errors import (
     RemoteProtocolError,
     TimeoutError_,
 )
+from nitroguard.nsm import EmulatedNsm
 from nitroguard.testing.channel import HostileRelay
-from nitroguard.transport import BlockingClient, ServerLimits
+from nitroguard.transport import BlockingClient, ServerLimits, parse_address
+from nitroguard.transport.proxy import ProxyConfig, start_proxy
 
 LOCAL = "tcp://127.0.0.1:0"
 
@@ -56,6 +58,24 @@ class TestOverSockets:
             assert check.hits == 1
 
     @aio
+    async def test_through_the_parent_proxy(self) -> None:
+        """Full handshake over real sockets through nitroguard's parent proxy."""
+        nsm = emulated()
+        async with await serve(echo, LOCAL, nsm) as server:
+            proxy, counters = await start_proxy(
+                ProxyConfig(listen=parse_address(LOCAL), to=server.address)
+            )
+            try:
+                async with await connect(proxy.address, check=check_for(nsm)) as channel:
+                    assert channel.handshake.server_public_key == server.identity.public_key
+                    await channel.send_message(b"through the parent")
+                    assert await channel.recv_message() == b"echo:through the parent"
+                # Everything, the attestation document included, went through the parent.
+                assert counters.bytes_down > 1000
+            finally:
+                await proxy.close()
+
+    @aio
     async def test_through_relay(self) -> None:
         nsm = emulated()
         async with await serve(echo, LOCAL, nsm) as server:
@@ -88,19 +108,17 @@ class TestOverSockets:
 class TestParentAttacks:
     @aio
     async def test_redirect_to_other_enclave_rejected(self) -> None:
-        """The parent relays to a second enclave (same emulator root, other PCRs)."""
-        good, other = emulated(), None
-        other = emulated(OTHER_PCRS)
-        other.pki = good.pki  # same trust root: only the PCRs differ
-        async with await serve(echo, LOCAL, other) as server:
-            relay = HostileRelay(server.address)
-            address = await relay.start()
+        """The parent's proxy points at a second enclave (same NSM root, other PCRs)."""
+        good = emulated()
+        other = EmulatedNsm(good.pki, pcrs=OTHER_PCRS)  # genuine NSM, another image
+        async with await serve(echo, LOCAL, good), await serve(echo, LOCAL, other) as wrong:
+            proxy, _ = await start_proxy(ProxyConfig(listen=parse_address(LOCAL), to=wrong.address))
             try:
                 with pytest.raises(PolicyError, match="PCR0") as info:
-                    await connect(address, check=check_for(good))
+                    await connect(proxy.address, check=check_for(good))
                 assert info.value.reason == "pcr_mismatch"
             finally:
-                await relay.close()
+                await proxy.close()
 
     @aio
     async def test_key_swapping_relay_rejected(self) -> None:
