@@ -118,10 +118,15 @@ class RecordSender:
 
     def _seal(self, inner: InnerType, content: bytes) -> bytes:
         d = self._dir
-        ciphertext = d._aead.encrypt(d.nonce(), bytes([inner]) + content, _AAD)
+        plaintext = bytes([inner]) + content
+        # NOTE: encrypt straight into the message buffer behind the type byte: one 64 KiB
+        # copy fewer per record (bench/channel.py measures the bulk path).
+        record = bytearray(1 + len(plaintext) + _TAG)
+        record[0] = MessageType.RECORD
+        d._aead.encrypt_into(d.nonce(), plaintext, _AAD, memoryview(record)[1:])
         d.seq += 1
         d.bytes += len(content)
-        return _RECORD + ciphertext
+        return record  # type: ignore[return-value]  # a bytes-like message, never mutated
 
     def _key_update(self) -> bytes:
         frame = self._seal(InnerType.KEY_UPDATE, b"")
@@ -232,7 +237,7 @@ class RecordReceiver:
         if d.seq >= self._limits.max_records:
             raise self._reject("record limit exceeded without key update")
         try:
-            plaintext = d._aead.decrypt(d.nonce(), message[1:], _AAD)
+            plaintext = d._aead.decrypt(d.nonce(), memoryview(message)[1:], _AAD)
         except InvalidTag:
             raise self._reject("bad tag") from None
         inner = plaintext[0]
