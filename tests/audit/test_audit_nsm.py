@@ -326,3 +326,14 @@ def test_cli_served_emulator_with_pinned_root(make_tree: MakeTree, tmp_path: Pat
         server.shutdown()
     bad = cli("--root", root, "--nsm", "ephemeral", "--nsm-root", str(tmp_path / "nsm.sock"))
     assert bad.returncode == 2
+
+
+def test_cli_unopenable_device_is_an_nsm2_failure(make_tree: MakeTree, tmp_path: Path) -> None:
+    root = str(make_tree("well_configured").root)
+    missing = str(tmp_path / "no-nsm")
+    out = cli("--root", root, "--nsm", f"device:{missing}", "--json", "--only", "NSM-2,ATT-2")
+    assert out.returncode == 1
+    found = {f["id"]: f for f in json.loads(out.stdout)["findings"]}
+    assert found["NSM-2"]["status"] == "fail"
+    assert f"DescribeNSM failed: cannot open the NSM device {missing}" in found["NSM-2"]["evidence"]
+    assert "[nsm_unavailable]" in found["ATT-2"]["evidence"]

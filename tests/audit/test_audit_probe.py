@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -64,12 +68,41 @@ def test_read_refuses_a_directory(tree: Tree) -> None:
     assert tree.probe().read("/proc/cmdline").error == "not a regular file"
 
 
-def test_read_permission_denied(tree: Tree) -> None:
-    target = tree.write("/proc/cmdline", "quiet\n")
-    target.chmod(0)
-    if os.access(target, os.R_OK):
-        pytest.skip("running with CAP_DAC_OVERRIDE (root): permissions are not enforced")
-    assert tree.probe().read("/proc/cmdline").error == "permission denied"
+_READ_AS_NOBODY = """
+import os, sys
+from nitroguard.audit import SystemProbe
+probe = SystemProbe(sys.argv[1])
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+print(probe.read("/proc/readable").value, probe.read("/proc/cmdline").error)
+"""
+
+
+def test_read_permission_denied(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        tree = Tree(tmp_path)
+        tree.write("/proc/cmdline", "quiet\n").chmod(0)
+        assert SystemProbe(tmp_path).read("/proc/cmdline").error == "permission denied"
+        return
+    # Root bypasses file permissions: read as an unprivileged user instead, from a
+    # directory that user can traverse (pytest's tmp_path is private to root).
+    root = Path(tempfile.mkdtemp(prefix="nitroguard-audit-"))
+    try:
+        root.chmod(0o755)
+        tree = Tree(root)
+        tree.write("/proc/readable", "yes\n").chmod(0o644)
+        tree.write("/proc/cmdline", "quiet\n").chmod(0)
+        (root / "proc").chmod(0o755)
+        out = subprocess.run(
+            [sys.executable, "-c", _READ_AS_NOBODY, str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["yes", "permission", "denied"]
 
 
 def test_invalid_utf8_is_replaced_not_raised(tree: Tree) -> None:

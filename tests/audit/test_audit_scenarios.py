@@ -72,8 +72,15 @@ def test_evidence_names_file_and_raw_value(make_tree: MakeTree) -> None:
     assert found["RNG-1"].remediation == ""
 
 
-def test_require_secure_environment_accepts_well_configured(make_tree: MakeTree) -> None:
-    findings = require_secure_environment(make_tree("well_configured").probe())
+def test_require_secure_environment_needs_an_nsm_inside_an_enclave(make_tree: MakeTree) -> None:
+    # Without an NSM handle the debug-mode and PCR checks never ran: fail closed.
+    probe = make_tree("well_configured").probe()
+    with pytest.raises(InsecureEnvironment, match=r"insecure environment: NSM-2 failed") as info:
+        require_secure_environment(probe)
+    assert info.value.findings[0].evidence.endswith(
+        "DescribeNSM not attempted (no NSM handle given)"
+    )
+    findings = require_secure_environment(probe, waive={"NSM-2"})
     assert len(findings) == len(DEFAULT)
 
 
@@ -100,10 +107,10 @@ def test_aws_default_image_fails_rng2_rng3_and_nsm1(make_tree: MakeTree) -> None
 
 
 def test_require_secure_environment_lists_failures(make_tree: MakeTree) -> None:
-    with pytest.raises(InsecureEnvironment, match=r"RNG-2, RNG-3, NSM-1 failed") as info:
+    with pytest.raises(InsecureEnvironment, match=r"RNG-2, RNG-3, NSM-1, NSM-2 failed") as info:
         require_secure_environment(make_tree("aws_default").probe())
     assert info.value.reason is Reason.INSECURE_ENVIRONMENT
-    assert [f.id for f in info.value.findings] == ["RNG-2", "RNG-3", "NSM-1"]
+    assert [f.id for f in info.value.findings] == ["RNG-2", "RNG-3", "NSM-1", "NSM-2"]
     assert all(f.status is Status.FAIL for f in info.value.findings)
 
 
@@ -112,7 +119,9 @@ def test_waivers_are_logged_and_accepted(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="nitroguard.audit")
     probe = make_tree("aws_default").probe()
-    findings = require_secure_environment(probe, waive={"RNG-2", "RNG-3", "NSM-1", "TIME-1"})
+    findings = require_secure_environment(
+        probe, waive={"RNG-2", "RNG-3", "NSM-1", "NSM-2", "TIME-1"}
+    )
     assert {f.id for f in findings if f.status is Status.FAIL} == {"RNG-2", "RNG-3", "NSM-1"}
     messages = [r.getMessage() for r in caplog.records]
     for waived in ("RNG-2", "RNG-3", "NSM-1"):
@@ -124,7 +133,9 @@ def test_waivers_are_logged_and_accepted(
 
 def test_partial_waiver_still_raises(make_tree: MakeTree) -> None:
     with pytest.raises(InsecureEnvironment, match=r"insecure environment: NSM-1 failed"):
-        require_secure_environment(make_tree("aws_default").probe(), waive={"RNG-2", "RNG-3"})
+        require_secure_environment(
+            make_tree("aws_default").probe(), waive={"RNG-2", "RNG-3", "NSM-2"}
+        )
 
 
 def test_unknown_waiver_is_a_config_error(make_tree: MakeTree) -> None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -116,3 +121,20 @@ def bzimage(version: str, size: int = 4096) -> bytes:
     text = version.encode() + b"\0"
     img[ptr + 0x200 : ptr + 0x200 + len(text)] = text
     return bytes(img)
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run `nitroguard eif ARGS...` in a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "nitroguard", "eif", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def run_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
+    """Run with `--json`; return (exit code, parsed stdout)."""
+    out = run(*args, "--json")
+    return out.returncode, json.loads(out.stdout)

@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from eif_helpers import basic_sections, craft, key_pem, make_cert
+from eif_helpers import basic_sections, craft, key_pem, make_cert, run, run_json
 
 GOOD_CMDLINE = (
     "console=ttyS0 random.trust_cpu=off random.trust_bootloader=off clocksource=kvm-clock"
 )
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nitroguard", "eif", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-def run_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
-    out = run(*args, "--json")
-    return out.returncode, json.loads(out.stdout)
 
 
 @pytest.mark.vectors

@@ -73,6 +73,15 @@ def test_large_sections_use_the_parallel_path() -> None:
     _check(secs, chunk_size=1024 * 1024)
 
 
+def test_full_chunks_split_their_crc_across_threads() -> None:
+    """Chunks of exactly chunk_size take the split-CRC path; read_eif checks the CRC."""
+    chunk = 512 * 1024
+    big = bytes(range(256)) * (4 * chunk // 256)
+    secs = [(1, big + b"k"), (2, b"c"), (5, META), (3, big[: 3 * chunk + 7]), (3, big)]
+    _check(secs, chunk_size=chunk)
+    assert read_eif(craft(secs), chunk_size=chunk).crc_ok
+
+
 def test_section_boundaries_are_not_measured() -> None:
     """Spec 3.3 item 1: moving bytes across a measured boundary keeps PCR0 (not PCR1)."""
     a = read_eif(craft([(1, b"KKKK"), (2, b"c"), (5, META), (3, b"R0"), (3, b"R1")]))

@@ -231,8 +231,100 @@ def test_no_nsm_selected_fails_with_instructions(tmp_path: Path) -> None:
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], match: str) -> None:
-    env = cli_env(NITROGUARD_NSM="emulator:" + str(tmp_path / "none.sock"))
+    env = cli_env(
+        NITROGUARD_NSM="emulator:" + str(tmp_path / "none.sock"),
+        XDG_STATE_HOME=str(tmp_path / "xdg"),
+    )
     args = [a.replace("S", str(tmp_path / "s.sock")) if a == "S" else a for a in args]
     out = run(*args, env=env)
     assert out.returncode == 2, out.stderr
     assert match in out.stderr
+
+
+# ------------------------------------------------ the same CLI, in-process (coverage)
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from nitroguard._cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["nsm", *args])
+    out, err = capsys.readouterr()
+    code = info.value.code
+    assert isinstance(code, int)
+    return code, out, err
+
+
+def test_cli_in_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    from nitroguard.nsm import NsmServer
+    from nitroguard.testing import ephemeral_nsm
+
+    emulator = ephemeral_nsm()
+    sock = tmp_path / "s.sock"
+    with NsmServer(emulator, sock):
+        spec = ["--nsm", f"emulator:{sock}"]
+        assert _main(capsys, *spec, "describe")[1].startswith("version:     1.0.0")
+        assert json.loads(_main(capsys, *spec, "describe", "--json")[1])["max_pcrs"] == 32
+        assert _main(capsys, *spec, "pcr", "16")[1] == f"PCR16 unlocked {'00' * 48}\n"
+        value = extend(bytes(48), b"\x01")
+        assert _main(capsys, *spec, "extend", "16", "01")[1] == value.hex() + "\n"
+        js = json.loads(_main(capsys, *spec, "extend", "16", "01", "--json")[1])
+        assert js["data"] == extend(value, b"\x01").hex()
+        assert _main(capsys, *spec, "lock", "16")[2] == "PCR16 locked\n"
+        code, _, err = _main(capsys, *spec, "lock", "16")
+        assert code == 1
+        assert "[read_only_index]" in err
+        assert _main(capsys, *spec, "lock-range", "0")[2] == "nothing to lock\n"
+        assert _main(capsys, *spec, "lock-range", "20")[2] == "PCRs 0-19 locked\n"
+        assert "locked_pcrs: 0-19" in _main(capsys, *spec, "describe")[1]
+        assert len(bytes.fromhex(_main(capsys, *spec, "random", "40")[1].strip())) == 40
+        assert len(json.loads(_main(capsys, *spec, "random", "3", "--json")[1])["random"]) == 6
+        out_file = tmp_path / "d.cbor"
+        code, out, err = _main(capsys, *spec, "attest", "--nonce", "aa" * 16, "-o", str(out_file))
+        assert code == 0
+        assert f"to {out_file}" in err
+        payload = check_document(out_file.read_bytes(), emulator.pki.root_certificate, _now())
+        assert payload["nonce"] == b"\xaa" * 16
+        assert list(payload["pcrs"]) == list(range(20))
+        code, _, err = _main(capsys, *spec, "attest", "-o", str(tmp_path / "no" / "d"))
+        assert code == 1
+        assert "cannot write" in err
+    code, _, err = _main(capsys, *spec, "describe")
+    assert code == 1
+    assert "[nsm_unavailable]" in err
+
+    state = tmp_path / "state"
+    code, out, err = _main(capsys, "pki", "--state", str(state), "--export-root", "-")
+    assert code == 0
+    assert out.startswith("-----BEGIN CERTIFICATE-----")
+    assert "NOT AWS" in err
+    code, _, err = _main(capsys, "pki", "--state", str(state), "--export-root", str(tmp_path))
+    assert code == 1
+    assert "cannot write" in err
+
+    # serve, stopped by a SIGTERM delivered to this process.
+    sock2 = tmp_path / "t.sock"
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    code, out, err = _main(
+        capsys, "serve", "--socket", str(sock2), "--state", str(state), "--pcr", f"1={'11' * 48}"
+    )
+    timer.join()
+    assert code == 0
+    assert out == f"listening on unix://{sock2}\n"
+    assert "emulator stopped" in err
+    assert not sock2.exists()
+    code, _, err = _main(capsys, "serve", "--socket", str(sock2), "--max-connections", "0")
+    assert code == 2
+    assert "--max-connections" in err
+    code, _, err = _main(capsys, "serve", "--socket", "s", "--pcr", "1=00", "--pcr", "1=00")
+    assert code == 2
+    assert "given twice" in err
+    code, _, err = _main(capsys, "serve", "--socket", "s", "--pcr", "x=00")
+    assert code == 2
+    assert "bad index" in err

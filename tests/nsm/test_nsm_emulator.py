@@ -16,9 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nsm_helpers import T0, Clock, check_document
 
 from nitroguard.errors import ConfigError, NsmError, Reason
+from nitroguard.hazmat import cbor, cose
 from nitroguard.nsm import EmulatedNsm, EmulatorPki, Nsm, codec
 from nitroguard.nsm.emulator import DEFAULT_IMAGE_PCRS, extend
 from nitroguard.testing import ephemeral_nsm
@@ -297,6 +300,11 @@ def test_attestation_document_like_aws(nsm: EmulatedNsm, clock: Clock) -> None:
     assert payload["nonce"] == b"n" * 32
     # Empty is an empty byte string, not null (spec 2.5).
     assert payload["public_key"] == b""
+    # The fast payload assembly is byte-for-byte the generic indefinite-map encoding.
+    msg = cose.decode_sign1(doc, max_size=16384)
+    assert cbor.dumps_indefinite_map(payload.items()) == msg.payload
+    # ...and so is the inlined COSE_Sign1 encoding.
+    assert doc == cose.encode_sign1(msg.protected, {}, msg.payload, msg.signature)
     nulls = check_document(nsm.get_attestation(), nsm.pki.root_certificate, clock())
     assert (nulls["public_key"], nulls["user_data"], nulls["nonce"]) == (None, None, None)
 
@@ -492,3 +500,48 @@ def test_pki_refuses_mismatched_or_broken_state(tmp_path: Path) -> None:
     (tmp_path / "root.pem").unlink()
     with pytest.raises(ConfigError, match="unreadable emulator root"):
         EmulatorPki(tmp_path)
+
+
+# ----------------------------------------------------------------------- fuzzing
+
+_REQUEST_NAMES = st.sampled_from(
+    ["DescribePCR", "ExtendPCR", "LockPCR", "LockPCRs", "DescribeNSM", "Attestation", "GetRandom"]
+)
+_FIELDS = st.sampled_from(["index", "range", "data", "user_data", "nonce", "public_key", "x"])
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.binary(max_size=64),
+    st.text(max_size=16),
+    st.lists(st.integers(0, 40), max_size=3),
+)
+_REQUESTS = st.one_of(
+    st.binary(max_size=200),
+    _REQUEST_NAMES.map(cbor2.dumps),
+    st.builds(
+        lambda name, body: cbor2.dumps({name: body}),
+        _REQUEST_NAMES,
+        st.one_of(_VALUES, st.dictionaries(_FIELDS, _VALUES, max_size=4)),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_REQUESTS, min_size=1, max_size=6))
+def test_fuzz_process_always_answers(requests: list[bytes]) -> None:
+    nsm = ephemeral_nsm(pki=_FUZZ_PKI)
+    for raw in requests:
+        answer = nsm.process(raw)
+        parsed = codec.parse_request(raw)
+        expected = "GetRandom" if isinstance(parsed, codec.ErrorCode) else parsed.name
+        decoded = codec.decode_response(answer, expected)  # always a valid NSM answer
+        if isinstance(parsed, codec.ErrorCode):
+            assert decoded is parsed
+    # The invariants survive any request sequence.
+    description = nsm.describe_nsm()
+    assert set(range(16)) <= set(description.locked_pcrs)
+    assert all(len(nsm.describe_pcr(i).data) == 48 for i in range(32))
+
+
+_FUZZ_PKI = EmulatorPki.ephemeral()

@@ -62,6 +62,19 @@ class TestRecvLoops:
         )
         assert ids(source) == []
 
+    def test_sans_io_receive_data_counts_as_eof_handling(self) -> None:
+        found = ids(
+            """
+            while True:
+                event = conn.next_event()
+                if event is not NEED_DATA:
+                    return event
+                chunk = sock.recv(4096)
+                conn.receive_data(chunk)
+            """
+        )
+        assert found == []
+
     def test_walrus_in_condition_passes(self) -> None:
         assert ids("while (data := conn.recv(4096)):\n    handle(data)\n") == []
 

@@ -20,15 +20,16 @@ import hashlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from nitroguard.errors import ConfigError
+from nitroguard.errors import ConfigError, NsmError
 from nitroguard.findings import Finding, Status, summarize
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from nitroguard.nsm import Nsm
+    from nitroguard.audit.facts import AuditNsm
+    from nitroguard.nsm import NsmDescription, PcrDescription
 
 _NSM_HELP = (
     "NSM for DescribeNSM, the self-attestation and the PCR checks: 'auto' (default: "
@@ -75,7 +76,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 @contextlib.contextmanager
-def _open_nsm(spec: str, root: str) -> Iterator[tuple[Nsm | None, list[x509.Certificate] | None]]:
+def _open_nsm(
+    spec: str, root: str
+) -> Iterator[tuple[AuditNsm | None, list[x509.Certificate] | None]]:
     """Yield ``(nsm or None, trust roots or None)`` for an ``--nsm`` spec."""
     from nitroguard.nsm import Nsm
     from nitroguard.nsm.interface import DEFAULT_DEVICE
@@ -101,8 +104,42 @@ def _open_nsm(spec: str, root: str) -> Iterator[tuple[Nsm | None, list[x509.Cert
             f"--nsm: unknown spec {spec!r} "
             "(auto, none, device[:PATH], emulator:SOCKET, ephemeral, ephemeral-debug)"
         )
-    with Nsm.open(spec) as nsm:
+    try:
+        nsm = Nsm.open(spec)
+    except NsmError as exc:
+        # An NSM that cannot even be opened is an NSM-2 failure to report, not a
+        # reason to skip the rest of the audit.
+        yield _UnavailableNsm(exc), None
+        return
+    with nsm:
         yield nsm, None
+
+
+class _UnavailableNsm:
+    """Stands for an NSM that could not be opened: every request fails with that error."""
+
+    def __init__(self, error: NsmError) -> None:
+        self._error = error
+
+    def _fail(self) -> NoReturn:
+        raise NsmError(self._error.message, self._error.reason)
+
+    def describe_nsm(self) -> NsmDescription:
+        self._fail()
+
+    def describe_pcr(self, index: int) -> PcrDescription:
+        self._fail()
+
+    def get_attestation(
+        self,
+        user_data: bytes | None = None,
+        nonce: bytes | None = None,
+        public_key: bytes | None = None,
+    ) -> bytes:
+        self._fail()
+
+    def get_random(self, n: int) -> bytes:
+        self._fail()
 
 
 def _load_root(path: str) -> list[x509.Certificate]:

@@ -296,6 +296,8 @@ def _serve(args: argparse.Namespace) -> int:
     from nitroguard.nsm import EmulatedNsm, EmulatorPki, NsmServer
 
     pcrs = _parse_pcrs(args.pcr)
+    if args.max_connections < 1:
+        raise ConfigError("--max-connections must be at least 1")
     pki = EmulatorPki(args.state)
     emulator = EmulatedNsm(
         pki,
@@ -304,8 +306,6 @@ def _serve(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
         parent_role=args.parent_role,
     )
-    if args.max_connections < 1:
-        raise ConfigError("--max-connections must be at least 1")
     server = NsmServer(emulator, args.socket, max_connections=args.max_connections)
     stop = threading.Event()
 

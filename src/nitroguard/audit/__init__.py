@@ -16,6 +16,7 @@ CRNG from the NSM), `attested_time` and `ClockGuard` (trusted time).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -158,11 +159,13 @@ def require_secure_environment(
 
     Call it at enclave start-up before generating keys or trusting the time. Running
     outside a Nitro Enclave fails too (ENV-1), unless ``"ENV-1"`` is waived, which
-    is the explicit switch for local development.
+    is the explicit switch for local development. Inside an enclave, calling it
+    without `nsm` fails on NSM-2 (the NSM-backed checks could not run) unless
+    ``"NSM-2"`` is waived.
 
     Args:
         probe: where facts come from (default: this machine).
-        nsm: the NSM handle; without it the attestation checks are skipped.
+        nsm: the NSM handle (e.g. ``Nsm.open()``); required inside an enclave.
         checks: the checks to run.
         waive: check ids whose failure is accepted; each waiver is logged at WARNING.
         roots: trust anchors for the self-attestation (None: the pinned AWS root).
@@ -183,10 +186,15 @@ def require_secure_environment(
     if unknown:
         raise ConfigError(f"cannot waive unknown check ids: {', '.join(unknown)}")
     findings = run(probe, nsm, checks, roots=roots, verifier=verifier, options=options)
+    inside = any(f.id == ENV_ID and f.status is Status.PASS for f in findings)
     failing: list[Finding] = []
     for finding in findings:
-        bad = finding.status is Status.FAIL or (
-            finding.id == ENV_ID and finding.status is not Status.PASS
+        bad = (
+            finding.status is Status.FAIL
+            or (finding.id == ENV_ID and finding.status is not Status.PASS)
+            # Inside an enclave without an NSM handle, DescribeNSM, the debug-mode
+            # self-attestation and the PCR locks were never checked: fail closed.
+            or (finding.id == "NSM-2" and inside and nsm is None)
         )
         if finding.id in waive:
             if bad:
@@ -203,7 +211,9 @@ def require_secure_environment(
                 )
             continue
         if bad:
-            failing.append(finding)
+            # ENV-1 (skip outside an enclave) and NSM-2 (warn without a handle) are
+            # fatal here: list them as the failures they are for this caller.
+            failing.append(dataclasses.replace(finding, status=Status.FAIL))
         elif finding.status is Status.WARN:
             out.warning("audit: %s %s: %s", finding.id, finding.title, finding.evidence)
     if failing:

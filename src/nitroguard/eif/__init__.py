@@ -22,6 +22,7 @@ import datetime as dt
 from nitroguard.errors import EifError, Reason
 
 from ._checks import kernel_params, static_checks
+from ._diff import ImageDiff, SectionDiff, diff_images
 from ._format import EifHeader, SectionType
 from ._measure import Measurements, extend_from_zero, pcr_of_bytes
 from ._reader import EifImage, EifSource, Section, read_eif
@@ -40,8 +41,10 @@ __all__ = [
     "BuildResult",
     "EifHeader",
     "EifImage",
+    "ImageDiff",
     "Measurements",
     "Section",
+    "SectionDiff",
     "SectionType",
     "SignatureReport",
     "SignatureSection",
@@ -49,6 +52,7 @@ __all__ = [
     "build_eif",
     "check_signature",
     "default_metadata",
+    "diff_images",
     "extend_from_zero",
     "kernel_params",
     "measure",

@@ -223,3 +223,32 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
         if not len2:
             break
     return crc1 ^ crc2
+
+
+def _gf2_compose(a: list[int], b: list[int]) -> list[int]:
+    return [_gf2_times(a, b[n]) for n in range(32)]
+
+
+def crc32_shift_operator(length: int) -> list[int]:
+    """The GF(2) matrix that advances a CRC-32 over `length` zero bytes.
+
+    ``crc32(A || B) == crc32_shift(op, crc32(A), crc32(B))`` for ``op`` built from
+    ``len(B)``: the same maths as `crc32_combine`, with the operator kept so that many
+    equal-length blocks can be combined for the price of one matrix-vector product.
+    """
+    op = [_CRC_POLY] + [1 << (n - 1) for n in range(1, 32)]  # one zero bit
+    for _ in range(3):
+        op = _gf2_square(op)  # one zero byte
+    result = [1 << n for n in range(32)]  # identity
+    while length:
+        if length & 1:
+            result = _gf2_compose(op, result)
+        length >>= 1
+        if length:
+            op = _gf2_square(op)
+    return result
+
+
+def crc32_shift(op: list[int], crc1: int, crc2: int) -> int:
+    """``crc32(A || B)`` from ``crc32(A)``, ``crc32(B)`` and B's shift operator."""
+    return _gf2_times(op, crc1) ^ crc2

@@ -22,6 +22,8 @@ import hashlib
 import zlib
 from typing import TYPE_CHECKING, Any
 
+from ._format import crc32_shift, crc32_shift_operator
+
 if TYPE_CHECKING:
     from hashlib import _Hash
 
@@ -79,13 +81,24 @@ class _Measurer:
     are checksummed only: headers, metadata, signature).
     """
 
-    def __init__(self, crc: int = 0) -> None:
+    def __init__(self, crc: int = 0, chunk_size: int = 0) -> None:
         self.crc = crc
         self._h0: _Hash = hashlib.sha384()
         # None while PCR1's content is still a prefix of PCR0's (they share `_h0`).
         self._h1: _Hash | None = None
         self._h2: _Hash = hashlib.sha384()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # Full-size chunks have their CRC split in two halves, one per thread, joined
+        # with a precomputed shift operator (zlib's crc32_combine, kept as a matrix).
+        self._split = chunk_size // 2 if chunk_size >= 2 * _PARALLEL_MIN else 0
+        self._shift: list[int] | None = None
+
+    def _workers(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="nitroguard-eif"
+            )
+        return self._pool
 
     def crc_only(self, data: bytes | memoryview) -> None:
         self.crc = zlib.crc32(data, self.crc)
@@ -94,8 +107,13 @@ class _Measurer:
         """Bytes measured by PCR0 and PCR1."""
         if self._h1 is None:
             # Still a common prefix: one state serves both PCRs.
+            if len(data) < _PARALLEL_MIN:
+                self._h0.update(data)
+                self.crc = zlib.crc32(data, self.crc)
+                return
+            future = self._workers().submit(zlib.crc32, data, self.crc)
             self._h0.update(data)
-            self.crc = zlib.crc32(data, self.crc)
+            self.crc = future.result()
             return
         # Unusual order (kernel or cmdline after a later ramdisk): two states needed.
         self._parallel(data, self._h0, self._h1)
@@ -107,21 +125,36 @@ class _Measurer:
             self._h1 = self._h0.copy()
         self._parallel(data, self._h0, self._h2)
 
+    @staticmethod
+    def _update_and_crc(h: _Hash, data: bytes | memoryview, tail: memoryview) -> int:
+        h.update(data)
+        return zlib.crc32(tail)
+
     def _parallel(self, data: bytes | memoryview, a: _Hash, b: _Hash) -> None:
         if len(data) < _PARALLEL_MIN:
             a.update(data)
             b.update(data)
             self.crc = zlib.crc32(data, self.crc)
             return
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="nitroguard-eif"
+        pool = self._workers()
+        if self._split and len(data) == 2 * self._split:
+            view = memoryview(data)
+            head, tail = view[: self._split], view[self._split :]
+            future = pool.submit(self._update_and_crc, b, data, tail)
+            a.update(data)
+            crc_head = zlib.crc32(head)
+            crc_tail = future.result()
+            if self._shift is None:
+                self._shift = crc32_shift_operator(self._split)
+            self.crc = crc32_shift(
+                self._shift, crc32_shift(self._shift, self.crc, crc_head), crc_tail
             )
-        future = self._pool.submit(b.update, data)
+            return
+        waiter = pool.submit(b.update, data)
         a.update(data)
         self.crc = zlib.crc32(data, self.crc)
         # The caller reuses the buffer after we return: wait for the worker.
-        future.result()
+        waiter.result()
 
     def close(self) -> None:
         """Stop the worker thread, if one was started."""

@@ -443,7 +443,7 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
     sections = _read_sections(source, header, entries)
     _check_composition(header, sections)
 
-    measurer = _Measurer()
+    measurer = _Measurer(chunk_size=chunk_size)
     measurer.crc_only(header_bytes[:CRC_OFFSET])
     buf = bytearray(chunk_size)
     kept: dict[SectionType, bytearray] = {}

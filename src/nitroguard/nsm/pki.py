@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from nitroguard.errors import ConfigError, NsmError, Reason
+from nitroguard.hazmat import cbor
 
 __all__ = ["NAME_SUFFIX", "EmulatorPki", "SigningIdentity", "default_state_dir"]
 
@@ -74,14 +75,20 @@ class _Issued:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
     der: bytes
+    # Copied out once: cryptography re-parses the validity on every property access,
+    # and these are compared on every attestation.
+    not_before: dt.datetime
+    not_after: dt.datetime
 
-    @property
-    def not_before(self) -> dt.datetime:
-        return self.cert.not_valid_before_utc
-
-    @property
-    def not_after(self) -> dt.datetime:
-        return self.cert.not_valid_after_utc
+    @classmethod
+    def of(cls, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> _Issued:
+        return cls(
+            key,
+            cert,
+            cert.public_bytes(serialization.Encoding.DER),
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,11 +99,28 @@ class SigningIdentity:
         key: the leaf's private key (P-384).
         certificate: the leaf certificate, DER (the document's ``certificate``).
         cabundle: DER CA certificates root first (the document's ``cabundle``).
+        encoded_chain: the CBOR of the payload entries ``"certificate": ...,
+            "cabundle": [...]``, encoded once per identity (they are most of the
+            payload and change only when a certificate rotates).
     """
 
     key: ec.EllipticCurvePrivateKey
     certificate: bytes
     cabundle: tuple[bytes, ...]
+    encoded_chain: bytes = b""
+
+    @classmethod
+    def build(
+        cls, key: ec.EllipticCurvePrivateKey, certificate: bytes, cabundle: tuple[bytes, ...]
+    ) -> SigningIdentity:
+        """An identity with its `encoded_chain` computed."""
+        chain = (
+            cbor.dumps("certificate")
+            + cbor.dumps(certificate)
+            + cbor.dumps("cabundle")
+            + cbor.dumps(list(cabundle))
+        )
+        return cls(key, certificate, cabundle, chain)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -185,7 +209,7 @@ def _issue(
             critical=False,
         )
     cert = builder.sign(signer, hashes.SHA384())
-    return _Issued(key, cert, cert.public_bytes(serialization.Encoding.DER))
+    return _Issued.of(key, cert)
 
 
 def _label() -> str:
@@ -226,6 +250,9 @@ class EmulatorPki:
         self._zonal: _Issued | None = None
         self._instances: dict[str, _Issued] = {}
         self._leaves: dict[str, _Issued] = {}
+        # module_id -> (identity, generation, usable from, usable until)
+        self._identities: dict[str, tuple[SigningIdentity, int, dt.datetime, dt.datetime]] = {}
+        self._generation = 0  # bumped whenever anything is issued
 
     @classmethod
     def ephemeral(cls, *, clock: Callable[[], dt.datetime] | None = None) -> EmulatorPki:
@@ -319,7 +346,7 @@ class EmulatorPki:
             raise ConfigError(f"{key_path} is not a P-384 private key")
         if key.public_key() != cert.public_key():
             raise ConfigError(f"{key_path} does not match {cert_path}")
-        return _Issued(key, cert, cert.public_bytes(serialization.Encoding.DER))
+        return _Issued.of(key, cert)
 
     # --------------------------------------------------------------- issuance
 
@@ -340,6 +367,15 @@ class EmulatorPki:
             )
         instance_id = module_id.split("-enc", 1)[0]
         with self._lock:
+            cached = self._identities.get(module_id)
+            # Fast path: nothing was issued since, and `now` is inside the window in
+            # which every level stays as it is.
+            if (
+                cached is not None
+                and cached[1] == self._generation
+                and cached[2] <= now <= cached[3]
+            ):
+                return cached[0]
             self._regional = self._fresh(
                 self._regional, now, ZONAL_LIFETIME, lambda: self._issue_regional(now)
             )
@@ -361,10 +397,28 @@ class EmulatorPki:
             )
             self._leaves[module_id] = leaf
             bundle = (self._root.der, self._regional.der, self._zonal.der, instance.der)
-        return SigningIdentity(leaf.key, leaf.der, bundle)
+            if (
+                cached is not None
+                and cached[0].certificate is leaf.der
+                and all(a is b for a, b in zip(cached[0].cabundle, bundle, strict=True))
+            ):
+                identity = cached[0]
+            else:
+                identity = SigningIdentity.build(leaf.key, leaf.der, bundle)
+            levels = (self._regional, self._zonal, instance, leaf)
+            valid_from = max(level.not_before for level in levels)
+            valid_until = min(
+                self._root.not_after,
+                self._regional.not_after - ZONAL_LIFETIME,
+                self._zonal.not_after - INSTANCE_LIFETIME,
+                instance.not_after - LEAF_LIFETIME,
+                leaf.not_after - LEAF_MIN_REMAINING,
+            )
+            self._identities[module_id] = (identity, self._generation, valid_from, valid_until)
+        return identity
 
-    @staticmethod
     def _fresh(
+        self,
         current: _Issued | None,
         now: dt.datetime,
         min_remaining: dt.timedelta,
@@ -373,9 +427,10 @@ class EmulatorPki:
         if (
             current is not None
             and current.not_before <= now
-            and current.not_after - now >= (min_remaining)
+            and current.not_after - now >= min_remaining
         ):
             return current
+        self._generation += 1
         return issue()
 
     def _issue_regional(self, now: dt.datetime) -> _Issued:

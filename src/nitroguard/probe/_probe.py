@@ -28,7 +28,7 @@ from typing import Any, Final, final
 from nitroguard.errors import Error, ProbeError, Reason
 from nitroguard.framing import Frame as _Frame
 from nitroguard.framing import FrameDecoder, encode_frame
-from nitroguard.transport import Address, SocketStream, connect, parse_address
+from nitroguard.transport import Address, BlockingClient, SocketStream, connect, parse_address
 
 __all__ = [
     "ATTACKS",
@@ -468,45 +468,37 @@ _ATTACK_FUNCS: Final[dict[str, Callable[[_Ctx], Awaitable[None]]]] = {
 # --------------------------------------------------------------------------- legit client
 
 
-async def legit_request(address: Address, request: bytes, budget: float) -> float | None:
-    """One legitimate request on a fresh connection; its latency, or None on failure."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    stream: SocketStream | None = None
+def legit_request(address: Address, request: bytes, budget: float) -> float | None:
+    """One legitimate request on a fresh connection (blocking); its latency, or None on failure.
+
+    The legitimate client runs in its own thread with blocking sockets, so the
+    attack traffic on the probe's event loop does not distort its timings.
+    """
+    start = time.perf_counter()
     try:
-        async with asyncio.timeout(budget):
-            stream = await connect(address, timeout=budget)
-            await stream.send_all(encode_frame(request))
-            dec = FrameDecoder(max_frame_size=0xFFFF_FFFF, max_buffer_size=1 << 22)
-            while True:
-                data = await stream.receive_some(65536)
-                dec.receive_data(data)
-                if isinstance(dec.next_event(), _Frame):
-                    return loop.time() - start
-                if not data:
-                    return None
-    except (TimeoutError, Error):
+        with BlockingClient(address, timeout=budget, max_frame_size=0xFFFF_FFFF) as client:
+            remaining = budget - (time.perf_counter() - start)
+            if remaining <= 0:
+                return None
+            client.request(request, timeout=remaining)
+    except Error:
         return None
-    finally:
-        if stream is not None:
-            stream.abort()
+    return time.perf_counter() - start
 
 
-async def _legit_loop(ctx: _Ctx) -> tuple[list[float], int]:
-    cfg = ctx.config
-    loop = asyncio.get_running_loop()
-    end = loop.time() + cfg.duration
+def _legit_loop(config: ProbeConfig, address: Address) -> tuple[list[float], int]:
+    end = time.monotonic() + config.duration
     samples: list[float] = []
     failures = 0
-    while loop.time() < end:
-        latency = await legit_request(ctx.address, cfg.request, cfg.legit_timeout)
+    while time.monotonic() < end:
+        latency = legit_request(address, config.request, config.legit_timeout)
         if latency is None:
             failures += 1
             # A failed request counts as the full timeout (a lower bound on its latency).
-            samples.append(cfg.legit_timeout)
+            samples.append(config.legit_timeout)
         else:
             samples.append(latency)
-        await asyncio.sleep(cfg.legit_interval)
+        time.sleep(config.legit_interval)
     return samples, failures
 
 
@@ -534,7 +526,7 @@ async def _run_attack(
                             [attack, asyncio.ensure_future(ctx.ready.wait())],
                             return_when=asyncio.FIRST_COMPLETED,
                         )
-                samples, failures = await _legit_loop(ctx)
+                samples, failures = await asyncio.to_thread(_legit_loop, config, address)
             finally:
                 ctx.stop.set()
                 with contextlib.suppress(TimeoutError):
@@ -546,7 +538,7 @@ async def _run_attack(
     finally:
         ctx.abort_all()
     # Liveness after the attack: the service must still answer.
-    after = await legit_request(address, config.request, config.legit_timeout)
+    after = await asyncio.to_thread(legit_request, address, config.request, config.legit_timeout)
     if not samples:
         samples = [config.legit_timeout]
         failures += 1

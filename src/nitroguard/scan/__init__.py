@@ -56,6 +56,7 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _RECV_METHODS = frozenset({"recv", "recv_into", "recvfrom", "recvfrom_into"})
+_EOF_AWARE_SINKS = frozenset({"receive_data"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,6 +182,15 @@ class _Visitor(ast.NodeVisitor):
         for sub in ast.walk(loop):
             if sub is assign:
                 continue
+            # Sans-IO convention (h11, nitroguard.framing): receive_data(b"") means EOF,
+            # so handing the chunk to a protocol object is an EOF check.
+            if (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Attribute)
+                and sub.func.attr in _EOF_AWARE_SINKS
+                and any(_mentions(arg, name) for arg in sub.args)
+            ):
+                return True
             if isinstance(sub, ast.If | ast.Assert | ast.IfExp) and _mentions(sub.test, name):
                 return True
             if isinstance(sub, ast.Compare) and _mentions(sub, name):

@@ -12,11 +12,12 @@ The blocking `recv_exact` is the loop the seed warns about, done right
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Final, Protocol, final
+from typing import Any, Final, Protocol, final
 
 from nitroguard.errors import (
     BrokenStreamError,
@@ -73,12 +74,12 @@ async def connect(address: str | Address, *, timeout: float = DEFAULT_TIMEOUT) -
         sock.setblocking(False)
         async with asyncio.timeout(timeout):
             if addr.kind == "tcp":
-                infos = await loop.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM)
-                if infos[0][0] != sock.family:
+                family, sockaddr = await _resolve_tcp(addr)
+                if family != sock.family:
                     sock.close()
-                    sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
+                    sock = socket.socket(family, socket.SOCK_STREAM)
                     sock.setblocking(False)
-                await loop.sock_connect(sock, infos[0][4])
+                await loop.sock_connect(sock, sockaddr)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             else:
                 await loop.sock_connect(sock, _sockaddr(addr))
@@ -101,6 +102,21 @@ async def connect(address: str | Address, *, timeout: float = DEFAULT_TIMEOUT) -
     except BaseException:
         sock.close()
         raise
+
+
+async def _resolve_tcp(addr: Address) -> tuple[int, Any]:
+    # IP literals need no resolver round trip (getaddrinfo runs in a thread pool).
+    try:
+        ip = ipaddress.ip_address(addr.host)
+    except ValueError:
+        pass
+    else:
+        if ip.version == 6:
+            return socket.AF_INET6, (addr.host, addr.port, 0, 0)
+        return socket.AF_INET, (addr.host, addr.port)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM)
+    return infos[0][0], infos[0][4]
 
 
 def _new_socket(addr: Address) -> socket.socket:

@@ -21,6 +21,8 @@ What each rule defends against (threat checklist):
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -175,6 +177,45 @@ class Counters:
         return out
 
 
+class _Slots:
+    """A counting semaphore with a synchronous fast path (no coroutine when a slot is free)."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_acquire(self) -> bool:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # we were handed a slot while being cancelled: pass it on
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(fut)
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # hand the slot over directly
+                return
+        self._free += 1
+
+
 class _ConnState:
     """Per-server shared state a Connection needs (kept small and private)."""
 
@@ -182,7 +223,67 @@ class _ConnState:
 
     def __init__(self, max_handlers: int) -> None:
         self.closing = False
-        self.slots = asyncio.Semaphore(max_handlers)
+        self.slots = _Slots(max_handlers)
+
+
+class _Expired(Exception):
+    """Internal: the watchdog deadline passed during a read."""
+
+
+class _Watchdog:
+    """One lazily re-armed timer per connection instead of one timer per read.
+
+    The hot path (a request arriving well before its deadline) only stores a
+    float: the timer is re-armed when it fires early, and moved only when a
+    deadline gets *earlier*. When it fires while the connection task is reading,
+    it cancels that task; `_read_until` turns the cancellation into `_Expired`
+    (the same technique as `asyncio.timeout`, with `Task.uncancel`).
+    """
+
+    __slots__ = ("_deadline", "_handle", "_loop", "_task", "fired")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._deadline = math.inf
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self.fired = False
+
+    def arm(self, deadline: float) -> None:
+        self._deadline = deadline
+        self._task = asyncio.current_task()
+        handle = self._handle
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(deadline, self._fire)
+
+    def disarm(self) -> None:
+        self._deadline = math.inf
+        self._task = None
+
+    def expire_now(self) -> None:
+        if self._task is not None:
+            self._deadline = -math.inf
+            self._fire()
+
+    def close(self) -> None:
+        self._task = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        task = self._task
+        if task is None or self._deadline == math.inf:
+            return
+        if self._loop.time() + 0.001 >= self._deadline:
+            self.fired = True
+            self._task = None
+            task.cancel()
+        else:  # the deadline moved later since we were scheduled: re-arm once
+            self._handle = self._loop.call_at(self._deadline, self._fire)
 
 
 @final
@@ -199,11 +300,12 @@ class Connection:
         "_first",
         "_frame_deadline",
         "_holding_slot",
-        "_idle_cm",
+        "_idle_waiting",
         "_limits",
         "_loop",
         "_state",
         "_stream",
+        "_watchdog",
     )
 
     def __init__(
@@ -225,9 +327,10 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._first = True
         self._frame_deadline = 0.0
-        self._idle_cm: asyncio.Timeout | None = None
+        self._idle_waiting = False
         self._state = _state
         self._holding_slot = False
+        self._watchdog = _Watchdog(self._loop)
 
     @property
     def stream(self) -> Stream:
@@ -243,6 +346,10 @@ class Connection:
         if self._holding_slot and self._state is not None:
             self._holding_slot = False
             self._state.slots.release()
+
+    def _close(self) -> None:
+        self._release_slot()
+        self._watchdog.close()
 
     async def recv_frame(self) -> bytes | None:
         """Receive one frame's payload; ``None`` on a clean EOF between frames.
@@ -265,19 +372,36 @@ class Connection:
             event = dec.next_event()
             if event is NEED_DATA:
                 if dec.in_frame:
-                    kind, deadline = "frame", self._frame_deadline
-                    data = await self._read(deadline, kind, limits.frame_timeout)
+                    try:
+                        data = await self._read_until(self._frame_deadline)
+                    except _Expired:
+                        raise TimeoutError_(
+                            f"frame timeout: no complete frame within {limits.frame_timeout:g} s "
+                            "of its first byte",
+                            Reason.TIMEOUT,
+                            kind="frame",
+                        ) from None
                 else:
                     if state is not None and state.closing:
                         return None
                     if self._first:
-                        kind, timeout = "first_byte", limits.first_byte_timeout
+                        kind, budget = "first_byte", limits.first_byte_timeout
                     else:
-                        kind, timeout = "idle", limits.idle_timeout
-                    idle_data = await self._read_idle(loop.time() + timeout, kind, timeout)
-                    if idle_data is None:
-                        return None
-                    data = idle_data
+                        kind, budget = "idle", limits.idle_timeout
+                    self._idle_waiting = True
+                    try:
+                        data = await self._read_until(loop.time() + budget)
+                    except _Expired:
+                        if state is not None and state.closing:
+                            return None
+                        what = "first byte" if kind == "first_byte" else "next frame"
+                        raise TimeoutError_(
+                            f"{kind} timeout: no {what} within {budget:g} s",
+                            Reason.TIMEOUT,
+                            kind=kind,
+                        ) from None
+                    finally:
+                        self._idle_waiting = False
                     # The frame deadline is absolute from the arrival of its first byte.
                     self._frame_deadline = loop.time() + limits.frame_timeout
                     self._first = False
@@ -289,42 +413,30 @@ class Connection:
                 # The next frame's first bytes came with this one: its clock starts now.
                 self._frame_deadline = loop.time() + limits.frame_timeout
             if state is not None:
-                await state.slots.acquire()
+                if not state.slots.try_acquire():
+                    await state.slots.acquire()
                 self._holding_slot = True
             return event.payload  # type: ignore[union-attr]
 
-    async def _read(self, deadline: float, kind: str, budget: float) -> bytes:
+    async def _read_until(self, deadline: float) -> bytes:
+        watchdog = self._watchdog
+        watchdog.arm(deadline)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await self._stream.receive_some(DEFAULT_RECEIVE_SIZE)
-        except TimeoutError:
-            raise TimeoutError_(
-                f"{kind} timeout: no complete frame within {budget:g} s of its first byte",
-                Reason.TIMEOUT,
-                kind=kind,
-            ) from None
-
-    async def _read_idle(self, deadline: float, kind: str, budget: float) -> bytes | None:
-        try:
-            async with asyncio.timeout_at(deadline) as cm:
-                self._idle_cm = cm
-                data = await self._stream.receive_some(DEFAULT_RECEIVE_SIZE)
-        except TimeoutError:
-            if self._state is not None and self._state.closing:
-                return None
-            what = "first byte" if kind == "first_byte" else "next frame"
-            raise TimeoutError_(
-                f"{kind} timeout: no {what} within {budget:g} s", Reason.TIMEOUT, kind=kind
-            ) from None
+            return await self._stream.receive_some(DEFAULT_RECEIVE_SIZE)
+        except asyncio.CancelledError:
+            if watchdog.fired:
+                watchdog.fired = False
+                task = asyncio.current_task()
+                if task is not None and task.uncancel() == 0:
+                    raise _Expired from None
+            raise
         finally:
-            self._idle_cm = None
-        return data
+            watchdog.disarm()
 
     def _interrupt_idle(self) -> None:
         """Graceful shutdown: wake a connection waiting between frames."""
-        cm = self._idle_cm
-        if cm is not None and not self._decoder.in_frame:
-            cm.reschedule(self._loop.time())
+        if self._idle_waiting and not self._decoder.in_frame:
+            self._watchdog.expire_now()
 
     async def send_frame(self, payload: bytes | bytearray | memoryview) -> None:
         """Send one frame, waiting at most ``write_timeout`` for a slow reader.
@@ -335,9 +447,17 @@ class Connection:
             BrokenStreamError / ClosedResourceError: the stream is gone.
         """
         data = encode_frame(payload, max_frame_size=self._limits.max_frame_size)
+        stream = self._stream
+        if type(stream) is SocketStream:
+            # Fast path: the kernel took everything, nothing to wait for (no timer).
+            if stream.write_nowait(data):
+                return
+            waiter = stream.drain()
+        else:
+            waiter = stream.send_all(data)
         try:
             async with asyncio.timeout(self._limits.write_timeout):
-                await self._stream.send_all(data)
+                await waiter
         except TimeoutError:
             raise TimeoutError_(
                 f"write timeout: peer did not read for {self._limits.write_timeout:g} s",
@@ -445,7 +565,6 @@ class Server:
                 self._conns[task] = conn
             async with asyncio.timeout(self.limits.max_lifetime) as lifetime:
                 await self._handler(conn)
-            conn._release_slot()
             clean = True
         except TimeoutError_ as exc:
             kind = str(exc.details.get("kind", "idle"))
@@ -476,7 +595,7 @@ class Server:
             if task is not None:
                 conn_ = self._conns.pop(task, None)
                 if conn_ is not None:
-                    conn_._release_slot()
+                    conn_._close()
             if stream is None:
                 sock.close()
             elif clean:

@@ -171,24 +171,44 @@ class SocketStream(Stream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """See `Stream.send_all`."""
+        if not self.write_nowait(data):
+            await self.drain()
+
+    def write_nowait(self, data: bytes | bytearray | memoryview) -> bool:
+        """Queue ``data`` without waiting; True when nothing is left to wait for.
+
+        When it returns False, await `drain` (under a timeout) before writing more.
+
+        Raises:
+            ClosedResourceError: closed locally or after `send_eof`.
+            BrokenStreamError: the connection was lost.
+        """
         if self._closed:
             raise ClosedResourceError("send on a closed stream")
         if self._eof_sent:
             raise ClosedResourceError("send after send_eof")
         writer = self._writer
-        if writer.transport.is_closing():
+        transport = writer.transport
+        if transport.is_closing():
             raise BrokenStreamError("connection lost before send", Reason.CONNECTION_CLOSED)
         writer.write(data)
         if self._counter is not None:
             self._counter.bytes_out += len(data)
-        # The common case (kernel took everything) needs no await at all.
-        if writer.transport.get_write_buffer_size():
-            try:
-                await writer.drain()
-            except OSError as exc:
-                raise BrokenStreamError(
-                    f"connection broken while sending: {exc}", Reason.CONNECTION_CLOSED
-                ) from exc
+        # The common case (the kernel took everything) needs no await at all.
+        return not transport.get_write_buffer_size()
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below the high-water mark (backpressure).
+
+        Raises:
+            BrokenStreamError: the connection was lost meanwhile.
+        """
+        try:
+            await self._writer.drain()
+        except OSError as exc:
+            raise BrokenStreamError(
+                f"connection broken while sending: {exc}", Reason.CONNECTION_CLOSED
+            ) from exc
 
     async def send_eof(self) -> None:
         """See `Stream.send_eof`. A second call is a no-op."""
