@@ -178,7 +178,7 @@ class TestParentAttacks:
 
 class TestServerLimits:
     @aio
-    async def test_handshake_timeout(self) -> None:
+    async def test_handshake_timeout(self, caplog: pytest.LogCaptureFixture) -> None:
         nsm = emulated()
         limits = ServerLimits(first_byte_timeout=5)
         async with await serve(echo, LOCAL, nsm, handshake_timeout=0.3, limits=limits) as s:
@@ -194,6 +194,8 @@ class TestServerLimits:
                     return client.recv_frame()  # EOF when the server gives up
 
             assert await asyncio.to_thread(stall) is None
+            assert s.server.counters.timeouts["handshake"] == 1
+        assert "limit enforced: handshake not done within 0.3 s" in caplog.text
 
     @aio
     async def test_truncation_detected_over_sockets(self) -> None:

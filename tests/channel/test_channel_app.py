@@ -132,6 +132,24 @@ class TestAttestEndpoint:
         assert "limit enforced: max_message" in caplog.text
 
 
+class TestLimits:
+    @aio
+    async def test_idle_timeout_is_enforced_and_logged(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        nsm = emulated()
+        running = await build_vault().start(dev_config(tmp_path, idle_timeout=0.3), nsm=nsm)
+        try:
+            channel = await connect(running.address, check=check_for(nsm))
+            await asyncio.sleep(0.8)  # say nothing for longer than idle_timeout
+            with pytest.raises(DecryptionError, match="record authentication failed"):
+                await channel.recv_message()  # dropped without CLOSE
+            await channel.abort()
+        finally:
+            await running.close()
+        assert "limit enforced: idle timeout" in caplog.text
+
+
 class TestConfig:
     def test_from_env(self) -> None:
         env = {

@@ -32,7 +32,14 @@ from nitroguard.channel.handshake import (
 )
 from nitroguard.channel.record import RecordLimits
 from nitroguard.channel.verify import DEFAULT_MAX_AGE, DocumentCheck
-from nitroguard.errors import ChannelError, Error, LocalProtocolError, Reason, TimeoutError_
+from nitroguard.errors import (
+    ChannelError,
+    Error,
+    LocalProtocolError,
+    Reason,
+    RemoteProtocolError,
+    TimeoutError_,
+)
 from nitroguard.framing import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 from nitroguard.transport import Address, Connection, Server, ServerLimits, Stream
 from nitroguard.transport import connect as transport_connect
@@ -394,19 +401,31 @@ async def serve(
     async def on_connection(conn: Connection) -> None:
         sconn = ServerConnection(identity, rng=rng, limits=record_limits)
         try:
-            async with asyncio.timeout(handshake_timeout):
-                await _run_handshake(sconn, conn)
-        except TimeoutError:
-            _log.warning("limit enforced: handshake_timeout (%ss)", handshake_timeout)
-            return
-        except Error as exc:
-            _log.info("handshake rejected: %s", exc.diagnostics())
-            return
-        channel = SecureChannel(sconn, conn, max_message=max_message)
-        # NOTE: CLOSE only after a normal return. If the handler raises, the transport
-        # drops the connection and the client sees a truncation, not a complete reply.
-        await handler(channel)
-        await channel.aclose()
+            try:
+                async with asyncio.timeout(handshake_timeout):
+                    await _run_handshake(sconn, conn)
+            except TimeoutError:
+                raise TimeoutError_(
+                    f"handshake not done within {handshake_timeout} s", kind="handshake"
+                ) from None
+            except (ChannelError, RemoteProtocolError) as exc:
+                if exc.reason is Reason.FRAME_TOO_LARGE:
+                    raise
+                _log.info("handshake rejected: %s", exc.diagnostics())
+                return
+            channel = SecureChannel(sconn, conn, max_message=max_message)
+            # NOTE: CLOSE only after a normal return. If the handler raises, the
+            # transport drops the connection and the client sees a truncation.
+            await handler(channel)
+            await channel.aclose()
+        except TimeoutError_ as exc:
+            # The transport counts it; the log line says which limit acted.
+            _log.warning("limit enforced: %s", exc.message)
+            raise
+        except RemoteProtocolError as exc:
+            if exc.reason is Reason.FRAME_TOO_LARGE:
+                _log.warning("limit enforced: %s", exc.message)
+            raise
 
     server = await transport_serve(on_connection, address, limits, ready=ready)
     refresher = asyncio.create_task(
