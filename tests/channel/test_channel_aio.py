@@ -105,6 +105,48 @@ class TestOverSockets:
         asyncio.run(main())
 
 
+class TestBlockingEdges:
+    def test_close_truncation_and_crash(self) -> None:
+        async def once(channel: SecureChannel) -> None:
+            message = await channel.recv_message()
+            if message == b"half":
+                await channel.send(b"\x00\x00\x00\x10abc")  # 16 announced, 3 sent, CLOSE
+            elif message == b"crash":
+                await channel.send(b"partial")
+                raise RuntimeError("handler bug")
+
+        async def main() -> None:
+            nsm = emulated()
+            async with await serve(once, LOCAL, nsm) as server:
+
+                def use() -> None:
+                    check = check_for(nsm)
+                    with connect_blocking(server.address, check=check) as ch:
+                        with pytest.raises(ChannelError, match="server closed") as info:
+                            ch.request(b"nothing back")
+                        assert info.value.reason == "connection_closed"
+                        assert ch.recv() is None
+                    with connect_blocking(server.address, check=check) as ch:
+                        ch.send_message(b"half")
+                        with pytest.raises(ChannelError, match="inside a message") as info:
+                            ch.recv_message()
+                        assert info.value.reason == "truncated"
+                    ch = connect_blocking(server.address, check=check)
+                    ch.send_message(b"crash")
+                    assert ch.recv() == b"partial"
+                    with pytest.raises(DecryptionError, match="authentication failed"):
+                        ch.recv()
+                    ch.abort()
+
+                await asyncio.to_thread(use)
+
+        asyncio.run(main())
+
+    def test_blocking_needs_a_policy(self) -> None:
+        with pytest.raises(LocalProtocolError, match="needs a policy"):
+            connect_blocking("tcp://127.0.0.1:9")
+
+
 class TestParentAttacks:
     @aio
     async def test_redirect_to_other_enclave_rejected(self) -> None:
