@@ -20,6 +20,7 @@ EXPECTED_STEPS = [
     "vault requests",
     "nonce-fresh attestation inside the channel",
     "attack: proxy swaps the handshake key",
+    "the parent records a session",
     "attack: replayed handshake",
     "attack: replayed old document",
     "attack: debug-mode enclave",
@@ -61,7 +62,7 @@ def test_demo_json_passes(tmp_path: Path) -> None:
 def test_demo_text_story(tmp_path: Path) -> None:
     proc = _run(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "10/10 expectations held" in proc.stdout
+    assert "11/11 expectations held" in proc.stdout
     assert "NOT an AWS root" in proc.stdout
     assert "[FAIL]" not in proc.stdout
 

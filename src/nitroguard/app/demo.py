@@ -218,13 +218,26 @@ async def _story(story: _Story) -> None:
         finally:
             await relay.close()
 
-        # 3. A parent that replays a recorded handshake to a new client.
+        # 3. A parent that records a whole session, then replays its handshake.
         recorder = HostileRelay(enclave.address)
+        step = Step(
+            "the parent records a session",
+            "it sees the attestation document but neither the secret nor the vault key",
+        )
         try:
-            channel = await connect(await recorder.start(), check=check)
-            await channel.aclose()
+            client = AsyncAppClient(await connect(await recorder.start(), check=check), check)
+            await client.call("put", key="recorded-key", value=b"recorded-secret-value")
+            await client.aclose()
         finally:
             await recorder.close()
+        seen = b"".join(frame for _, frame in recorder.transcripts[0])
+        leaked = [w for w in (b"recorded-secret-value", b"recorded-key") if w in seen]
+        step.observed = (
+            f"{len(recorder.transcripts[0])} frames, {len(seen)} bytes; plaintext found: "
+            f"{[w.decode() for w in leaked] or 'none'}"
+        )
+        step.passed = not leaked and enclave.identity.public_key in seen
+        story.record(step)
         recorded = next(frame for kind, frame in recorder.transcripts[0] if kind == "s2c")
         replayer = HostileRelay(enclave.address, to_client=lambda i, f: recorded if i == 0 else f)
         try:
