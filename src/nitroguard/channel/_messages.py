@@ -36,7 +36,7 @@ class MessageBuffer:
         self._buf = bytearray()
         self._max = max_message
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Add decrypted bytes."""
         self._buf += data
 

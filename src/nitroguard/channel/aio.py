@@ -59,7 +59,7 @@ DEFAULT_REFRESH_INTERVAL = 60.0
 
 class _Frames(Protocol):
     async def recv_frame(self) -> bytes | None: ...  # pragma: no cover - protocol
-    async def send_frame(self, payload: bytes) -> None: ...  # pragma: no cover - protocol
+    async def send_frame(self, payload: bytes | bytearray) -> None: ...  # pragma: no cover
 
 
 class _StreamFrames:
@@ -79,7 +79,7 @@ class _StreamFrames:
                 return None
             return event.payload  # type: ignore[union-attr]
 
-    async def send_frame(self, payload: bytes) -> None:
+    async def send_frame(self, payload: bytes | bytearray) -> None:
         await self.stream.send_all(encode_frame(payload))
 
 
@@ -124,8 +124,10 @@ class SecureChannel:
         self._conn.send_data(data)
         await self._flush()
 
-    async def recv(self) -> bytes | None:
+    async def recv(self) -> bytes | bytearray | None:
         """Receive the next decrypted chunk; None after the peer's authenticated CLOSE.
+
+        The chunk is one record's payload, as a fresh `bytearray` (no copy made).
 
         Raises:
             DecryptionError: any record failure, including truncation (opaque).

@@ -44,15 +44,15 @@ class BlockingChannel:
 
     def _flush(self) -> None:
         for frame in self._conn.data_to_send():
-            self._client.send_frame(frame)
+            self._client.send_frame(bytes(frame))
 
     def send(self, data: bytes) -> None:
         """Encrypt and send `data`."""
         self._conn.send_data(data)
         self._flush()
 
-    def recv(self) -> bytes | None:
-        """Next decrypted chunk; None after the peer's authenticated CLOSE.
+    def recv(self) -> bytes | bytearray | None:
+        """Next decrypted chunk (a `bytearray`); None after the peer's authenticated CLOSE.
 
         Raises:
             DecryptionError: any record failure, truncation included (opaque).
@@ -152,7 +152,7 @@ def connect_blocking(
         conn.start()
         while conn.state is not ConnectionState.ESTABLISHED:
             for frame in conn.data_to_send():
-                client.send_frame(frame)
+                client.send_frame(bytes(frame))
             reply = client.recv_frame()
             try:
                 if reply is None:
@@ -162,7 +162,7 @@ def connect_blocking(
             finally:
                 with contextlib.suppress(Error):
                     for frame in conn.data_to_send():
-                        client.send_frame(frame)
+                        client.send_frame(bytes(frame))
     except BaseException:
         client.close()
         raise

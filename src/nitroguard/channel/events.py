@@ -34,7 +34,8 @@ class HandshakeComplete:
 class DataReceived:
     """Authenticated application data from the peer (one record's payload)."""
 
-    data: bytes
+    data: bytes | bytearray
+    """The payload: a fresh `bytearray` from the record layer (no copy was made)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

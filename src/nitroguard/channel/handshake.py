@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from nitroguard.channel import _keys, _wire
 from nitroguard.channel._wire import AlertCode, InnerType, MessageType, Suite
 from nitroguard.channel.events import CloseReceived, DataReceived, Event, HandshakeComplete
-from nitroguard.channel.record import RecordLimits, RecordReceiver, RecordSender
+from nitroguard.channel.record import Message, RecordLimits, RecordReceiver, RecordSender
 from nitroguard.errors import (
     ChannelError,
     DecryptionError,
@@ -201,7 +201,7 @@ class _Connection:
         self._rng = rng
         self._limits = limits or RecordLimits()
         self._state = self._initial_state
-        self._outbox: list[bytes] = []
+        self._outbox: list[Message] = []
         self._sender: RecordSender | None = None
         self._receiver: RecordReceiver | None = None
         self.handshake: HandshakeComplete | None = None
@@ -212,8 +212,11 @@ class _Connection:
         """The current state."""
         return self._state
 
-    def data_to_send(self) -> list[bytes]:
-        """Drain the messages to write, in order (one transport frame each)."""
+    def data_to_send(self) -> list[Message]:
+        """Drain the messages to write, in order (one transport frame each).
+
+        Handshake messages are `bytes`; records are `bytearray`s built in place.
+        """
         out, self._outbox = self._outbox, []
         return out
 
@@ -270,7 +273,7 @@ class _Connection:
         if self.we_closed and self.peer_closed:
             self._state = ConnectionState.CLOSED
 
-    def receive_frame(self, message: bytes) -> list[Event]:
+    def receive_frame(self, message: Message) -> list[Event]:
         """Process one inbound message (one transport frame payload).
 
         Returns:
@@ -288,7 +291,7 @@ class _Connection:
         try:
             if self._state in (ConnectionState.ESTABLISHED, ConnectionState.CLOSED):
                 return self._receive_record(message)
-            return self._receive_handshake(message)
+            return self._receive_handshake(bytes(message))
         except Error:
             self._state = ConnectionState.ERROR
             raise
@@ -311,7 +314,7 @@ class _Connection:
             self._state = ConnectionState.ERROR
             raise RemoteProtocolError("connection closed during the handshake", Reason.TRUNCATED)
 
-    def _receive_record(self, message: bytes) -> list[Event]:
+    def _receive_record(self, message: Message) -> list[Event]:
         inner, content = self._records()[1].open(message)
         if inner is InnerType.DATA:
             return [DataReceived(content)]

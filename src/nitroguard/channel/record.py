@@ -26,7 +26,11 @@ from nitroguard.channel import _keys
 from nitroguard.channel._wire import MAX_CIPHERTEXT, MAX_PLAINTEXT, InnerType, MessageType, Suite
 from nitroguard.errors import DecryptionError, LocalProtocolError, Reason
 
-__all__ = ["RecordLimits", "RecordReceiver", "RecordSender"]
+__all__ = ["Message", "RecordLimits", "RecordReceiver", "RecordSender"]
+
+#: A channel message as produced or accepted here (records are built in place in a
+#: `bytearray` to avoid copying 64 KiB payloads; nothing mutates them afterwards).
+Message = bytes | bytearray
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ _RECORD = bytes([MessageType.RECORD])
 #: The AEAD additional data: the record's (cleartext) message type byte.
 _AAD = _RECORD
 _TAG = 16
+#: cryptography >= 45 can encrypt/decrypt into a caller's buffer (fewer copies).
+_HAS_INTO = hasattr(AESGCM, "encrypt_into") and hasattr(AESGCM, "decrypt_into")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,25 +122,31 @@ class RecordSender:
         """How many KEY_UPDATEs this sender has performed."""
         return self._dir.generation
 
-    def _seal(self, inner: InnerType, content: bytes) -> bytes:
+    def _seal(self, inner: InnerType, content: bytes | memoryview) -> bytearray:
         d = self._dir
-        plaintext = bytes([inner]) + content
-        # NOTE: encrypt straight into the message buffer behind the type byte: one 64 KiB
-        # copy fewer per record (bench/channel.py measures the bulk path).
-        record = bytearray(1 + len(plaintext) + _TAG)
-        record[0] = MessageType.RECORD
-        d._aead.encrypt_into(d.nonce(), plaintext, _AAD, memoryview(record)[1:])
+        size = len(content)
+        # plaintext = content || inner type: the one copy of the payload.
+        plaintext = bytearray(size + 1)
+        plaintext[:size] = content
+        plaintext[size] = inner
+        if _HAS_INTO:
+            # Encrypt straight into the message buffer behind the type byte.
+            record = bytearray(1 + size + 1 + _TAG)
+            record[0] = MessageType.RECORD
+            d._aead.encrypt_into(d.nonce(), plaintext, _AAD, memoryview(record)[1:])
+        else:  # pragma: no cover - older cryptography
+            record = bytearray(_RECORD) + d._aead.encrypt(d.nonce(), bytes(plaintext), _AAD)
         d.seq += 1
-        d.bytes += len(content)
-        return record  # type: ignore[return-value]  # a bytes-like message, never mutated
+        d.bytes += size
+        return record
 
-    def _key_update(self) -> bytes:
+    def _key_update(self) -> bytearray:
         frame = self._seal(InnerType.KEY_UPDATE, b"")
         self._dir.rotate()
         _log.debug("channel: send key rotated (generation %d)", self._dir.generation)
         return frame
 
-    def seal_data(self, data: bytes) -> list[bytes]:
+    def seal_data(self, data: bytes) -> list[Message]:
         """Encrypt application data into records (split at `max_plaintext`).
 
         A KEY_UPDATE record is inserted whenever the next record would reach a limit.
@@ -147,11 +159,11 @@ class RecordSender:
         """
         if self._closed:
             raise LocalProtocolError("cannot send after close", Reason.INVALID_OPERATION)
-        out: list[bytes] = []
+        out: list[Message] = []
         limits = self._limits
         view = memoryview(data)
         for start in range(0, len(data), limits.max_plaintext):
-            chunk = bytes(view[start : start + limits.max_plaintext])
+            chunk = view[start : start + limits.max_plaintext]
             d = self._dir
             # NOTE: the last record number of a key is reserved for KEY_UPDATE.
             if d.seq >= limits.max_records - 1 or d.bytes + len(chunk) > limits.max_bytes:
@@ -159,13 +171,13 @@ class RecordSender:
             out.append(self._seal(InnerType.DATA, chunk))
         return out
 
-    def seal_key_update(self) -> bytes:
+    def seal_key_update(self) -> Message:
         """Force a key rotation now (also done automatically before the limits)."""
         if self._closed:
             raise LocalProtocolError("cannot send after close", Reason.INVALID_OPERATION)
         return self._key_update()
 
-    def seal_close(self) -> list[bytes]:
+    def seal_close(self) -> list[Message]:
         """Seal the authenticated CLOSE record; the sender is closed afterwards.
 
         Raises:
@@ -173,7 +185,7 @@ class RecordSender:
         """
         if self._closed:
             raise LocalProtocolError("already closed", Reason.INVALID_OPERATION)
-        out: list[bytes] = []
+        out: list[Message] = []
         if self._dir.seq >= self._limits.max_records - 1:
             out.append(self._key_update())
         out.append(self._seal(InnerType.CLOSE, b""))
@@ -212,14 +224,15 @@ class RecordReceiver:
         _log.debug("channel: record rejected (%s)", why)
         return DecryptionError()
 
-    def open(self, message: bytes) -> tuple[InnerType, bytes]:
+    def open(self, message: Message) -> tuple[InnerType, Message]:
         """Authenticate and decrypt one record message.
 
         KEY_UPDATE is applied here (the next record must use the new key); CLOSE marks
         the receiver closed.
 
         Returns:
-            (inner type, content). Content is empty for KEY_UPDATE and CLOSE.
+            (inner type, content). Content is empty for KEY_UPDATE and CLOSE; for DATA
+            it is a fresh `bytearray` (no copy was made to strip the inner type).
 
         Raises:
             DecryptionError: for every failure, including anything after CLOSE or after
@@ -236,12 +249,18 @@ class RecordReceiver:
         d = self._dir
         if d.seq >= self._limits.max_records:
             raise self._reject("record limit exceeded without key update")
+        content: Message
         try:
-            plaintext = d._aead.decrypt(d.nonce(), memoryview(message)[1:], _AAD)
+            if _HAS_INTO:
+                content = bytearray(len(message) - 1 - _TAG)
+                d._aead.decrypt_into(d.nonce(), memoryview(message)[1:], _AAD, content)
+                inner = content[-1]
+                del content[-1]  # truncating the end of a bytearray copies nothing
+            else:  # pragma: no cover - older cryptography
+                plaintext = d._aead.decrypt(d.nonce(), bytes(message[1:]), _AAD)
+                inner, content = plaintext[-1], plaintext[:-1]
         except InvalidTag:
             raise self._reject("bad tag") from None
-        inner = plaintext[0]
-        content = plaintext[1:]
         d.seq += 1
         d.bytes += len(content)
         if d.bytes > self._limits.max_bytes or len(content) > self._limits.max_plaintext:
