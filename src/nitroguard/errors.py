@@ -125,6 +125,9 @@ class Reason(enum.StrEnum):
 
     # --- audit ----------------------------------------------------------------------
     INSECURE_ENVIRONMENT = "insecure_environment"
+    MALFORMED_CPU_LIST = "malformed_cpu_list"
+    MALFORMED_DESCRIBE_ENCLAVES = "malformed_describe_enclaves"
+    MALFORMED_ALLOCATOR_CONFIG = "malformed_allocator_config"
 
     # --- EIF --------------------------------------------------------------------------
     BAD_MAGIC = "bad_magic"

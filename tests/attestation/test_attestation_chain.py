@@ -333,6 +333,38 @@ class TestChain:
         err = _reject(pki, data, Reason.INVALID_CERTIFICATE, "chain")
         assert "CA=false" in err.message
 
+    def test_inner_signature_algorithm_must_match(self, pki: AwsLikePki) -> None:
+        """RFC 5280 4.1.1.2: the TBS `signature` field must equal the outer algorithm."""
+        sha384 = bytes.fromhex("300a06082a8648ce3d040303")
+        sha256 = bytes.fromhex("300a06082a8648ce3d040302")
+        assert pki.leaf.der.count(sha384) == 2
+        leaf = pki.leaf.der.replace(sha384, sha256, 1)  # the first one is inside the TBS
+        err = _reject(pki, pki.document(certificate=leaf), Reason.UNSUPPORTED_ALGORITHM, "chain")
+        assert err.details["certificate"] == 4
+
+    def test_issuer_name_must_match(self, pki: AwsLikePki) -> None:
+        key = ec.generate_private_key(ec.SECP384R1())
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(pki.leaf.cert.subject)
+            .issuer_name(pki.zonal.cert.subject)  # wrong name, right signer
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(AT - dt.timedelta(hours=1))
+            .not_valid_after(AT + dt.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                critical=False,
+            )
+            .sign(pki.instance.key, hashes.SHA384())
+        )
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        data = pki.document(certificate=leaf.public_bytes(Encoding.DER), signer=key)
+        err = _reject(pki, data, Reason.INVALID_CHAIN, "chain")
+        assert "names issuer" in err.message
+
     def test_invalid_x509_version(self, pki: AwsLikePki) -> None:
         """Regression (bench/fuzz_attestation.py): cryptography raises InvalidVersion,
         which is not a ValueError, for a version other than v1/v3."""
