@@ -188,6 +188,11 @@ class _Walker:
                         pos += 1
                         stack.pop()
                         closed = True
+                if not closed and frame[1] and frame[4] and frame[0] > 0:
+                    pos = self._simple_pairs(frame, pos)
+                    if frame[0] == 0:
+                        stack.pop()
+                        closed = True
                 if not closed and frame[1] and frame[4]:
                     if pos >= end:
                         raise fail("unexpected end of input", pos)
@@ -280,6 +285,56 @@ class _Walker:
                 break
             if not stack:
                 return pos
+
+    def _simple_pairs(self, frame: list[Any], pos: int) -> int:
+        """Consume leading pairs of a definite map whose key is a small unsigned integer
+        or a short text string and whose value is a small unsigned integer, a simple
+        value (false/true/null) or a definite byte/text string: the shape of almost
+        every attestation pair (PCRs, certificate, user_data, ...).
+
+        Anything else, or anything that would fail, is left to the general loop, which
+        raises the same errors as `item`. Returns the new position.
+        """
+        data, end, seen = self.data, self.end, frame[2]
+        while pos + 1 < end:
+            kb = data[pos]
+            if kb < 0x18:
+                kend = pos + 1
+            elif 0x60 <= kb < 0x78:
+                kend = pos + 1 + (kb - 0x60)
+            else:
+                break
+            if kend >= end:
+                break
+            vb = data[kend]
+            if vb < 0x18 or 0xF4 <= vb <= 0xF6:
+                vend = kend + 1
+            elif 0x40 <= vb < 0x58 or 0x60 <= vb < 0x78:
+                vend = kend + 1 + (vb & 0x1F)
+            elif vb in (0x58, 0x78):
+                if kend + 1 >= end or data[kend + 1] < 24:
+                    break
+                vend = kend + 2 + data[kend + 1]
+            elif vb in (0x59, 0x79):
+                if kend + 2 >= end:
+                    break
+                length = (data[kend + 1] << 8) | data[kend + 2]
+                if length < 256:
+                    break
+                vend = kend + 3 + length
+            else:
+                break
+            if vend > end:
+                break
+            key = data[pos:kend]
+            if key in seen:
+                raise self._fail(f"duplicate map key {key.hex()}", pos, Reason.DUPLICATE_KEY)
+            seen.add(key)
+            pos = vend
+            frame[0] -= 2
+            if frame[0] == 0:
+                break
+        return pos
 
     def _pair(self, pos: int, depth: int, seen: set[bytes]) -> int:
         key_start = pos
