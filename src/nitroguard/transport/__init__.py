@@ -52,8 +52,9 @@ frame_timeout 10 s (absolute from the frame's first byte), write_timeout 10 s,
 max_lifetime None, max_concurrent_handlers 256, shutdown_grace 5 s.
 
 Proxy
-    `nitroguard.transport.proxy`: ``start_proxy(ProxyConfig(listen, to, allow=Allowlist.parse([...])))``
-    (ingress TCP -> vsock, egress vsock -> allowlisted TCP); see ``docs/transport.md``.
+    `nitroguard.transport.proxy`: ``start_proxy(ProxyConfig(listen, to,
+    allow=Allowlist.parse([...])))`` (ingress TCP -> vsock, egress vsock ->
+    allowlisted TCP); see ``docs/transport.md``.
 
 Blocking client
     ``BlockingClient(address, timeout=10.0)``: ``send_frame``, ``recv_frame``,
