@@ -27,6 +27,7 @@ import dataclasses
 import errno
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -68,6 +69,20 @@ _RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, 
 _TRANSIENT_ERRNOS: Final = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
 _BACKOFF_MIN: Final = 0.01
 _BACKOFF_MAX: Final = 1.0
+
+#: Connections accepted back to back before the accept loop yields to the others.
+_ACCEPT_BURST: Final = 32
+
+
+def _closed_before_speaking(sock: socket.socket) -> bool:
+    """True when the peer closed (FIN or RST) before sending anything (non-blocking peek)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # the normal case: nothing yet, the connection is live
+    except OSError:
+        return True  # reset or otherwise broken already
+
 
 #: Timeout kinds, as counted in `Counters.timeouts` and reported in `TimeoutError_.details["kind"]`.
 TIMEOUT_KINDS: Final = ("first_byte", "idle", "frame", "write", "lifetime")
@@ -504,6 +519,9 @@ class Server:
         self._accept_task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self.stats_interval: float | None = None
+        # Framed services have nothing to say to a peer that closed before its first
+        # byte; raw-stream users that may speak first (the proxy) turn this off.
+        self._drop_early_eof = True
         self._root: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
         self._close_lock = asyncio.Lock()
@@ -534,6 +552,7 @@ class Server:
         counters = self.counters
         limits = self.limits
         backoff = 0.0
+        burst = 0
         while not self._state.closing:
             try:
                 sock = await listener.accept_socket()
@@ -569,11 +588,22 @@ class Server:
                     )
                 continue
             counters.accepted += 1
+            if self._drop_early_eof and _closed_before_speaking(sock):
+                # Churn: the peer already closed (FIN or RST queued) without sending a
+                # byte. Drop it without building a transport and a task for it.
+                sock.close()
+                counters.disconnects += 1
+                continue
             counters.active += 1
             task = tg.create_task(self._handle(sock))
             self._conns[task] = None
+            burst += 1
+            if burst >= _ACCEPT_BURST:
+                # Fairness: let established connections run between accept bursts.
+                burst = 0
+                await asyncio.sleep(0)
 
-    async def _handle(self, sock: Any) -> None:
+    async def _handle(self, sock: socket.socket) -> None:
         counters = self.counters
         stream: SocketStream | None = None
         clean = False
