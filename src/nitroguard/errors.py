@@ -120,6 +120,8 @@ class Reason(enum.StrEnum):
     KEY_BINDING_MISMATCH = "key_binding_mismatch"
     RECORD_TOO_LARGE = "record_too_large"
     UNEXPECTED_MESSAGE = "unexpected_message"
+    UNKNOWN_OPERATION = "unknown_operation"
+    RATE_LIMITED = "rate_limited"
 
     # --- audit ----------------------------------------------------------------------
     INSECURE_ENVIRONMENT = "insecure_environment"

@@ -86,19 +86,19 @@ def header_fuzz(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_fuzz_mutations(data: bytes) -> None:
     _exercise(data)
 
 
-@settings(max_examples=200, deadline=2000)
+@settings(max_examples=200, deadline=10_000)
 @given(header_fuzz())
 def test_fuzz_header_table(data: bytes) -> None:
     _exercise(data)
 
 
-@settings(max_examples=200, deadline=2000)
+@settings(max_examples=200, deadline=10_000)
 @given(st.binary(max_size=2000))
 def test_fuzz_random_bytes(data: bytes) -> None:
     _exercise(b".eif" + data)

@@ -106,8 +106,9 @@ class EifImage:
         metadata: the parsed metadata JSON (None when absent). Not attested.
         metadata_raw: the metadata section bytes (None when absent).
         signature: the parsed signature section (None when unsigned).
-        kernel_version: the version string from the x86 bzImage setup header (measured,
-            unlike the metadata), when present.
+        kernel_version: the version string from the x86 bzImage setup header, or else
+            from the "Linux version" banner of an uncompressed (aarch64) Image: both are
+            measured, unlike the metadata. None when neither is found.
         layout_issues: every disagreement with nitro-cli's sequential walk, and every
             oddity the hypervisor may treat differently from nitro-cli.
     """
@@ -422,6 +423,56 @@ def _parse_metadata(raw: bytes) -> Any:
 _VERSION_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
 
 
+_BANNER = b"Linux version "
+_BANNER_MAX = 200
+
+
+class _BannerScanner:
+    """Find ``linux_banner`` ("Linux version X ...") in a streamed, uncompressed kernel.
+
+    An aarch64 ``Image`` has no setup header, but the banner string is in its (measured)
+    data. Chunk boundaries are handled by carrying a small tail over.
+    """
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._found: bytearray | None = None
+        self.version: str | None = None
+
+    def feed(self, chunk: memoryview) -> None:
+        if self.version is not None:
+            return
+        if self._found is not None:
+            self._found += chunk[: _BANNER_MAX - len(self._found)]
+            self._finish()
+            return
+        data = self._tail + bytes(chunk)
+        at = data.find(_BANNER)
+        if at < 0:
+            self._tail = data[-(len(_BANNER) - 1) :]
+            return
+        self._found = bytearray(data[at + len(_BANNER) : at + len(_BANNER) + _BANNER_MAX])
+        self._finish()
+
+    def _finish(self, final: bool = False) -> None:
+        found = self._found
+        if found is None:
+            return
+        for stop in (b"\n", b"\0"):
+            end = found.find(stop)
+            if end >= 0:
+                del found[end:]
+                final = True
+        if final or len(found) >= _BANNER_MAX:
+            text = bytes(found).decode("ascii", errors="replace").strip()
+            self.version = text or None
+
+    def close(self) -> None:
+        """End of the kernel: accept a banner cut short by the end of the data."""
+        if self.version is None and self._found is not None:
+            self._finish(final=True)
+
+
 def parse_kernel_version(text: str) -> tuple[int, int, int] | None:
     """``"6.6.12-amzn ..."`` -> ``(6, 6, 12)``; None when it does not start with a version."""
     m = _VERSION_RE.match(text)
@@ -448,6 +499,7 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
     buf = bytearray(chunk_size)
     kept: dict[SectionType, bytearray] = {}
     kernel_prefix = bytearray()
+    banner = _BannerScanner()
     first_ramdisk_seen = False
     try:
         for s in sections:
@@ -466,8 +518,12 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
                 feed(chunk)
                 if store is not None:
                     store += chunk
-                elif s.type == SectionType.KERNEL and len(kernel_prefix) < _KERNEL_PREFIX:
-                    kernel_prefix += chunk[: _KERNEL_PREFIX - len(kernel_prefix)]
+                elif s.type == SectionType.KERNEL:
+                    if len(kernel_prefix) < _KERNEL_PREFIX:
+                        kernel_prefix += chunk[: _KERNEL_PREFIX - len(kernel_prefix)]
+                    banner.feed(chunk)
+            if s.type == SectionType.KERNEL:
+                banner.close()
     finally:
         measurer.close()
 
@@ -494,7 +550,7 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
         metadata=metadata,
         metadata_raw=metadata_raw,
         signature=signature,
-        kernel_version=_kernel_version(bytes(kernel_prefix)),
+        kernel_version=_kernel_version(bytes(kernel_prefix)) or banner.version,
         layout_issues=tuple(_layout_issues(source, header, sections)),
     )
 
