@@ -169,6 +169,7 @@ def test_parse_cpu_list(text: str, expected: set[int]) -> None:
         ("0-7:5/4", r"group size must be > 0 and at least the used count \(5/4\)"),
         ("0-7:1/0", r"group size must be > 0.*\(1/0\)"),
         ("1;3", r"'1;3' is not a CPU number"),
+        ("1\u00a03", r"is not a CPU number"),  # no-break space: not a kernel separator
     ],
 )
 def test_parse_cpu_list_rejects_precisely(text: str, match: str) -> None:

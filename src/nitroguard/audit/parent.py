@@ -91,6 +91,7 @@ PARENT_AREAS = {
 # --- cpu-lists ------------------------------------------------------------------------
 
 _NUM = r"[0-9]+"
+_ASCII_SPACE = " \t\n\r\v\f"
 _GROUP_RE = re.compile(rf"^({_NUM})(?:-({_NUM})(?::({_NUM})/({_NUM}))?)?$")
 
 
@@ -138,7 +139,8 @@ def parse_cpu_list(text: str, *, what: str = "cpu-list") -> frozenset[int]:
             Reason.MALFORMED_CPU_LIST,
         )
     cpus: set[int] = set()
-    for group in re.split(r"[,\s]+", text.strip()):
+    # The kernel's isspace() is ASCII-only: U+00A0 or U+2028 are not separators there.
+    for group in re.split(r"[, \t\n\r\v\f]+", text.strip(_ASCII_SPACE)):
         if not group:
             continue
         match = _GROUP_RE.match(group)
