@@ -4,7 +4,8 @@ Mutates well-formed seeds (crafted images, the shared vectors when present, and 
 signed image) with byte flips, integer overwrites of header/table/section-header
 fields, cuts and insertions, and (one input in five) the signing certificate's DER,
 then runs the reader, the static checks and the signature check. Only
-`nitroguard.errors.Error` may escape; every input must finish quickly. Prints the count, the reasons seen and the slowest input.
+`nitroguard.errors.Error` may escape; every input must finish quickly. Prints the
+count, the reasons seen and the slowest input.
 
 Usage: python bench/fuzz_eif.py [--seconds 120] [--seed 1]
 """
