@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 import zlib
 from pathlib import Path
 
@@ -146,6 +147,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    # Like the test suite (filterwarnings = error): a warning that escapes is a bug too.
+    warnings.simplefilter("error")
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         seeds = _seeds(Path(tmp))
