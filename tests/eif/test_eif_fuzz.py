@@ -5,11 +5,14 @@ Bounded for CI; ``bench/fuzz_eif.py`` runs the long campaign.
 
 from __future__ import annotations
 
+import base64
 import struct
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from eif_helpers import basic_sections, craft, make_cert
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,6 +105,27 @@ def test_fuzz_header_table(data: bytes) -> None:
 @given(st.binary(max_size=2000))
 def test_fuzz_random_bytes(data: bytes) -> None:
     _exercise(b".eif" + data)
+
+
+_DER = x509.load_pem_x509_certificate(_PEM).public_bytes(serialization.Encoding.DER)
+_COSE = sign_pcr0(_KEY, bytes(48))
+
+
+@st.composite
+def cert_mutated(draw: st.DrawFn) -> bytes:
+    """An image whose signing certificate DER has a few bytes changed."""
+    der = bytearray(_DER)
+    for _ in range(draw(st.integers(1, 4))):
+        der[draw(st.integers(0, len(der) - 1))] = draw(st.integers(0, 255))
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der))
+    pem += b"-----END CERTIFICATE-----\n"
+    return craft([*basic_sections(2), (4, encode_signature_section(pem, _COSE))])
+
+
+@settings(max_examples=300, deadline=10_000)
+@given(cert_mutated())
+def test_fuzz_signing_certificate(data: bytes) -> None:
+    _exercise(data)
 
 
 @pytest.mark.parametrize("size", [1 << 62, (1 << 64) - 13, 1 << 34])

@@ -424,6 +424,7 @@ _VERSION_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 _BANNER = b"Linux version "
+_BANNER_RE = re.compile(re.escape(_BANNER))
 _BANNER_MAX = 200
 
 
@@ -446,12 +447,20 @@ class _BannerScanner:
             self._found += chunk[: _BANNER_MAX - len(self._found)]
             self._finish()
             return
-        data = self._tail + bytes(chunk)
-        at = data.find(_BANNER)
-        if at < 0:
-            self._tail = data[-(len(_BANNER) - 1) :]
-            return
-        self._found = bytearray(data[at + len(_BANNER) : at + len(_BANNER) + _BANNER_MAX])
+        keep = len(_BANNER) - 1
+        # A banner straddling the previous chunk and this one.
+        joined = self._tail + bytes(chunk[:keep])
+        at = joined.find(_BANNER)
+        if at >= 0:
+            start = at + len(_BANNER) - len(self._tail)
+        else:
+            # `re` searches the buffer in place: no copy of the (4 MiB) chunk.
+            match = _BANNER_RE.search(chunk)
+            if match is None:
+                self._tail = (self._tail + bytes(chunk[-keep:]))[-keep:]
+                return
+            start = match.end()
+        self._found = bytearray(chunk[start : start + _BANNER_MAX])
         self._finish()
 
     def _finish(self, final: bool = False) -> None:
@@ -521,7 +530,8 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
                 elif s.type == SectionType.KERNEL:
                     if len(kernel_prefix) < _KERNEL_PREFIX:
                         kernel_prefix += chunk[: _KERNEL_PREFIX - len(kernel_prefix)]
-                    banner.feed(chunk)
+                    if kernel_prefix[0x202:0x206] != b"HdrS":  # not a bzImage
+                        banner.feed(chunk)
             if s.type == SectionType.KERNEL:
                 banner.close()
     finally:
