@@ -449,13 +449,31 @@ class TestCache:
         small = _verifier(pki, cache_size=2)
         small.verify(pki.document(), at=AT)
         assert len(small._pairs) == 2
-        assert len(small._certs) == 2
         off = _verifier(pki, cache_size=0)
         off.verify(pki.document(), at=AT)
         off.verify(pki.document(), at=AT)
-        assert len(off._pairs) == len(off._certs) == 0
+        assert len(off._pairs) == 0
         small.clear_cache()
         assert len(small._pairs) == 0
+
+    def test_parsed_certificates_are_shared_but_trust_is_not(self, pki: AwsLikePki) -> None:
+        from nitroguard.attestation import verifier as module
+
+        module.clear_parsed_cache()
+        assert len(module._PARSED) == 0
+        _verifier(pki).verify(pki.document(), at=AT)
+        assert len(module._PARSED) == 5
+        # A verifier with other roots parses nothing again but still refuses the root.
+        other = Verifier(roots=[AwsLikePki.build(AT).root.cert])
+        with pytest.raises(VerificationError) as info:
+            other.verify(pki.document(), at=AT)
+        assert info.value.reason is Reason.UNTRUSTED_ROOT
+        # A fresh verifier re-verifies every signature (no shared pairs).
+        fresh = _verifier(pki)
+        assert len(fresh._pairs) == 0
+        fresh.verify(pki.document(), at=AT)
+        assert len(fresh._pairs) == 4
+        assert len(module._PARSED) <= module.PARSED_CACHE_SIZE
 
     def test_cached_pair_does_not_vouch_for_a_substitute(self, pki: AwsLikePki) -> None:
         verifier = _verifier(pki)

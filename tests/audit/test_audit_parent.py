@@ -338,6 +338,10 @@ def test_cpu2_enclave_cpus_outside_the_pool_warn(tree: Tree) -> None:
     assert finding.status is Status.WARN
     assert "runs on CPU(s) 2 outside the pool" in finding.evidence
     assert "CPUIDs 1,3" in cpu2(tree, json.dumps(PRODUCTION)).evidence
+    half = [{**PRODUCTION[0], "CPUIDs": [1]}]
+    finding = cpu2(tree, json.dumps(half))
+    assert finding.status is Status.WARN
+    assert "has 1 CPU(s), not a whole number of 2-thread cores" in finding.evidence
 
 
 def test_gather_parent_reads_only_the_cpus_it_needs(tree: Tree) -> None:
@@ -840,3 +844,62 @@ def test_cli_parent_smoke_on_this_machine() -> None:
     table = audit("--parent")
     assert table.returncode == out.returncode
     assert b"summary:" in table.stdout
+
+
+def test_describe_enclaves_bounds() -> None:
+    entry = {"EnclaveID": "e", "EnclaveCID": 16, "State": "RUNNING", "Flags": "NONE"}
+    with pytest.raises(ConfigError, match="more than 1024 enclaves listed"):
+        parse_describe_enclaves(json.dumps([entry] * 1025))
+    with pytest.raises(ConfigError, match="'EnclaveID' is longer than 256 characters"):
+        parse_describe_enclaves(json.dumps([{**entry, "EnclaveID": "e" * 257}]))
+    with pytest.raises(ConfigError, match="more than 8192 CPUIDs"):
+        parse_describe_enclaves(json.dumps([{**entry, "CPUIDs": [1] * 8193}]))
+
+
+def test_cpu2_topology_gaps_warn(tree: Tree) -> None:
+    parent_tree(tree, C5_XLARGE, "1,3\n")
+    tree.write(f"{CPU_DIR}/cpu3/topology/thread_siblings_list", "\n")
+    tree.remove(f"{CPU_DIR}/cpu0/topology/thread_siblings_list")
+    finding = cpu2(tree)
+    assert finding.status is Status.WARN
+    assert "cpu0/topology/thread_siblings_list: absent (cannot see CPU 0's core)" in (
+        finding.evidence
+    )
+    assert "cpu3/topology/thread_siblings_list is empty" in finding.evidence
+    tree.remove(f"{CPU_DIR}/cpu3/topology/thread_siblings_list")
+    tree.path(f"{CPU_DIR}/cpu3/topology/thread_siblings_list").mkdir()
+    assert "not a regular file" in cpu2(tree).evidence
+
+
+@pytest.mark.parametrize(
+    ("online", "match"),
+    [
+        (None, "/sys/devices/system/cpu/online: absent: cannot see the parent's cores"),
+        ("0-\n", "'0-' is not a CPU number"),
+        ("2\n", "no readable sibling list for any online parent CPU"),
+    ],
+)
+def test_cpu2_offline_pool_without_parent_topology_warns(
+    tree: Tree, online: str | None, match: str
+) -> None:
+    parent_tree(tree, C5_XLARGE, "1,3\n", offline=(1, 3))
+    tree.remove(f"{CPU_DIR}/online")
+    tree.remove(f"{CPU_DIR}/cpu2/topology/thread_siblings_list")
+    if online is not None:
+        tree.write(f"{CPU_DIR}/online", online)
+    finding = cpu2(tree)
+    assert finding.status is Status.WARN
+    assert match in finding.evidence
+
+
+def test_alloc_unreadable_and_empty_pool(tree: Tree) -> None:
+    parent_tree(tree)
+    tree.path(ALLOCATOR_PATH).mkdir(parents=True)
+    finding = alloc(tree)
+    assert finding.status is Status.WARN
+    assert finding.evidence == f"{ALLOCATOR_PATH}: not a regular file"
+    tree.path(ALLOCATOR_PATH).rmdir()
+    tree.write(ALLOCATOR_PATH, "memory_mib: 512\ncpu_pool: ','\n")
+    finding = alloc(tree)
+    assert finding.status is Status.FAIL
+    assert "cpu_pool is empty" in finding.evidence

@@ -366,3 +366,25 @@ def test_certificate_with_invalid_public_key() -> None:
     with pytest.raises(EifError, match="cannot be used") as info:
         read_eif(craft(_signed_sections(sig)))
     assert info.value.reason is Reason.BAD_SIGNATURE_SECTION
+
+
+def test_certificate_with_invalid_x509_version() -> None:
+    """Regression (bench/fuzz_eif.py): `InvalidVersion` is not a ValueError."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    pem, key = make_cert()
+    der = bytearray(x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER))
+    at = bytes(der).index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT INTEGER 2 (v3)
+    der[at + 4] = 33
+    bad_pem = (
+        b"-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END CERTIFICATE-----\n"
+    )
+    sig = encode_signature_section(bad_pem, sign_pcr0(key, bytes(48)))
+    with pytest.raises(EifError, match=r"not a PEM X\.509 certificate") as info:
+        read_eif(craft(_signed_sections(sig)))
+    assert info.value.reason is Reason.BAD_SIGNATURE_SECTION

@@ -58,8 +58,14 @@ __all__ = ["STEPS", "VerifiedDocument", "Verifier", "verify"]
 #: Step names in pipeline order; ``STEPS.index(name) + 1`` is the step number.
 STEPS = ("size", "cose", "schema", "root", "chain", "signature", "policy")
 
-#: Default number of cached signature pairs (and parsed certificates).
+#: Default number of cached verified signature pairs per `Verifier`.
 DEFAULT_CACHE_SIZE = 256
+
+#: Parsed certificates (a pure function of their DER) shared by every `Verifier` in
+#: the process. Parsing, and OpenSSL's first use of a freshly loaded public key, cost
+#: about a fifth of an ECDSA verify per certificate; trust decisions (root pin,
+#: signatures, validity, constraints) are never shared between verifiers.
+PARSED_CACHE_SIZE = 512
 
 _HANDLED_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
 
@@ -170,6 +176,14 @@ def _name_text(cert: x509.Certificate, which: str) -> str:
             return name.rfc4514_string() or "<empty name>"
         except Exception:  # noqa: BLE001 - any parse failure of an untrusted name
             return "<malformed name>"
+
+
+_PARSED: _Lru[bytes, _CertInfo] = _Lru(PARSED_CACHE_SIZE)
+
+
+def clear_parsed_cache() -> None:
+    """Forget every parsed certificate (process-wide); for benchmarks and tests."""
+    _PARSED.clear()
 
 
 def _chain_error(message: str, reason: Reason, index: int) -> VerificationError:
@@ -340,8 +354,9 @@ class Verifier:
             roots: trust roots; ``cabundle[0]`` must be byte-equal to one of them.
                 ``None`` means the pinned AWS Nitro Enclaves Root-G1 only. Pass the
                 emulator's root to verify emulated documents.
-            cache_size: how many verified (issuer, certificate) signature pairs and
-                parsed certificates to keep; 0 disables caching.
+            cache_size: how many verified (issuer, certificate) signature pairs to
+                keep; 0 disables the signature cache (parsed certificates are
+                shared process-wide, see `PARSED_CACHE_SIZE`).
 
         Raises:
             ConfigError: empty `roots`, something other than certificates, or a
@@ -360,7 +375,6 @@ class Verifier:
             raise ConfigError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self._roots: frozenset[bytes] = frozenset(r.public_bytes(Encoding.DER) for r in roots)
         self._pairs: _Lru[tuple[bytes, bytes], bool] = _Lru(cache_size)
-        self._certs: _Lru[bytes, _CertInfo] = _Lru(cache_size)
 
     @property
     def roots(self) -> tuple[x509.Certificate, ...]:
@@ -368,9 +382,8 @@ class Verifier:
         return tuple(x509.load_der_x509_certificate(der) for der in sorted(self._roots))
 
     def clear_cache(self) -> None:
-        """Forget every cached certificate and signature pair."""
+        """Forget every cached signature pair of this verifier."""
         self._pairs.clear()
-        self._certs.clear()
 
     def verify(
         self,
@@ -462,11 +475,20 @@ class Verifier:
         # (6) COSE signature with the leaf key over the bytes as received.
         if leaf.key is None:  # pragma: no cover - _check_static already refused it
             raise _chain_error("leaf has no P-384 key", Reason.WEAK_KEY, last)
+        # ES384 and a P-384 key are already guaranteed (steps 2 and 5), so verify directly
+        # with a shared ECDSA(SHA384) instead of going through cose.verify_signature.
         try:
-            cose.verify_signature(leaf.key, cose.ES384, doc.protected, doc.payload, doc.signature)
-        except VerificationError as exc:
-            exc.details["step"] = "signature"
-            raise
+            leaf.key.verify(
+                cose.raw_to_der(doc.signature, 48),
+                cose.sig_structure(doc.protected, doc.payload),
+                _ECDSA_SHA384,
+            )
+        except InvalidSignature:
+            raise VerificationError(
+                "COSE signature does not verify with the leaf certificate's key",
+                Reason.BAD_SIGNATURE,
+                step="signature",
+            ) from None
         verified = VerifiedDocument(
             module_id=doc.module_id,
             digest=doc.digest,
@@ -489,10 +511,10 @@ class Verifier:
         return verified
 
     def _info(self, der: bytes, index: int, length: int) -> _CertInfo:
-        info = self._certs.get(der)
+        info = _PARSED.get(der)
         if info is None:
             info = _load_info(der, index, _label(index, length - 1))
-            self._certs.put(der, info)
+            _PARSED.put(der, info)
         return info
 
     @staticmethod

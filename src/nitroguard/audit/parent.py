@@ -702,6 +702,12 @@ def check_cpu2(facts: ParentFacts) -> Finding:
                 notes.append(
                     f"enclave {enclave.enclave_id!r} CPUIDs {format_cpu_list(enclave.cpu_ids)}"
                 )
+            width = _smt_width(facts)
+            if width is not None and len(set(enclave.cpu_ids)) % width:
+                warns.append(
+                    f"enclave {enclave.enclave_id!r} has {len(set(enclave.cpu_ids))} CPU(s), "
+                    f"not a whole number of {width}-thread cores"
+                )
     evidence = f"{read.describe()}: pool {format_cpu_list(pool)}"
     if fails:
         return Finding("CPU-2", title, Status.FAIL, f"{evidence}; {'; '.join(fails)}", _CPU2_FIX)

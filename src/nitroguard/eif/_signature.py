@@ -152,7 +152,8 @@ def parse_signature_section(data: bytes) -> SignatureSection:
     cose_bytes = _byte_field(entry[_SIG_KEY], _SIG_KEY)
     try:
         certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
+    # NOTE: InvalidVersion is not a ValueError (found by bench/fuzz_eif.py).
+    except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         raise EifError(
             f"signing_certificate is not a PEM X.509 certificate: {exc}",
             Reason.BAD_SIGNATURE_SECTION,
@@ -166,7 +167,7 @@ def parse_signature_section(data: bytes) -> SignatureSection:
         not_before = certificate.not_valid_before_utc
         not_after = certificate.not_valid_after_utc
         der = certificate.public_bytes(serialization.Encoding.DER)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         raise EifError(
             f"signing_certificate cannot be used: {exc}", Reason.BAD_SIGNATURE_SECTION
         ) from None

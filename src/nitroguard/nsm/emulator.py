@@ -239,17 +239,6 @@ class EmulatedNsm(Nsm):
         return _sign1_es384(identity.key, payload)
 
 
-def _bstr_header(length: int) -> bytes:
-    """The CBOR head of a byte string of `length` bytes (shortest form)."""
-    if length < 24:
-        return bytes((0x40 | length,))
-    if length < 0x100:
-        return bytes((0x58, length))
-    if length < 0x10000:
-        return b"\x59" + length.to_bytes(2, "big")
-    return b"\x5a" + length.to_bytes(4, "big")
-
-
 _ECDSA_SHA384: Final = ec.ECDSA(hashes.SHA384())
 #: ``["Signature1", h'a1013822', h'', `` -- the Sig_structure up to the payload.
 _SIG1_HEAD: Final = b"\x84" + cbor.dumps("Signature1") + cbor.dumps(cose.ES384_PROTECTED) + b"\x40"
@@ -263,7 +252,7 @@ def _sign1_es384(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
     Inlined because the emulator's throughput is measured against the bare signature
     (bench/nsm.py); a test pins the bytes against the generic encoder.
     """
-    head = _bstr_header(len(payload))
+    head = codec.bstr_header(len(payload))
     r, s = decode_dss_signature(key.sign(_SIG1_HEAD + head + payload, _ECDSA_SHA384))
     return b"".join(
         (_COSE_HEAD, head, payload, b"\x58\x60", r.to_bytes(48, "big"), s.to_bytes(48, "big"))
