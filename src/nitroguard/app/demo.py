@@ -26,7 +26,7 @@ from nitroguard.app.client import AsyncAppClient
 from nitroguard.app.runtime import AppConfig, Mode, RunningApp
 from nitroguard.app.vault import build_vault
 from nitroguard.attestation import Verifier, policy
-from nitroguard.channel import _wire
+from nitroguard.channel import CHANNEL_USER_DATA, _wire
 from nitroguard.channel.aio import connect
 from nitroguard.channel.verify import DocumentCheck
 from nitroguard.errors import Error
@@ -250,19 +250,31 @@ async def _story(story: _Story) -> None:
         finally:
             await replayer.close()
 
-    # 4. An enclave whose document is 20 minutes old (a replayed old document).
-    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
-    async with story.enclave(clock=lambda: past) as stale:
-        proxy = await _proxy("tcp://127.0.0.1:0", stale.address)
+        # 4. A parent that swaps in an old document of this very enclave key (as if
+        #    recorded 20 minutes ago): the signature still verifies, MaxAge does not.
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
+        then = EmulatedNsm(story.pki, pcrs=DEMO_PCRS, clock=lambda: past)
+        old_document = then.get_attestation(
+            user_data=CHANNEL_USER_DATA, public_key=enclave.identity.public_key
+        )
+
+        def old_doc(index: int, frame: bytes) -> bytes:
+            if index == 0 and frame[:1] == bytes([_wire.MessageType.SERVER_HELLO]):
+                hello = _wire.decode_server_hello(frame)
+                return _wire.encode_server_hello(dataclasses.replace(hello, document=old_document))
+            return frame
+
+        swapper = HostileRelay(enclave.address, to_client=old_doc)
         try:
             await story.expect_rejection(
                 "attack: replayed old document",
-                "stale_document: older than the client's MaxAge (300 s)",
-                proxy.address,
+                "stale_document: the enclave's own document from 20 minutes ago is older "
+                "than the client's MaxAge (300 s)",
+                await swapper.start(),
                 "stale_document",
             )
         finally:
-            await proxy.close()
+            await swapper.close()
 
     # 5. The parent routes users to a debug-mode enclave (PCRs 0-2 zero, memory readable).
     async with story.enclave(debug_mode=True) as debug:

@@ -53,6 +53,9 @@ class HostileRelay:
         self.to_client = to_client
         self.transcripts: list[list[tuple[str, bytes]]] = []
         self._server: Server | None = None
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self, listen: str = "tcp://127.0.0.1:0") -> Address:
         """Start listening; returns the bound address."""
@@ -60,12 +63,30 @@ class HostileRelay:
         self._server = await serve(self._relay, listen, limits)
         return self._server.address
 
-    async def close(self) -> None:
-        """Stop the relay."""
+    async def close(self, *, drain: float = 2.0) -> None:
+        """Stop the relay, first letting relayed connections end by themselves.
+
+        Args:
+            drain: seconds to wait for in-flight connections (a shutdown that cut an
+                idle read would drop frames still in flight, e.g. a final CLOSE).
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain):
+                await self._idle.wait()
         if self._server is not None:
             await self._server.close()
 
     async def _relay(self, conn: Connection) -> None:
+        self._active += 1
+        self._idle.clear()
+        try:
+            await self._relay_one(conn)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def _relay_one(self, conn: Connection) -> None:
         transcript: list[tuple[str, bytes]] = []
         self.transcripts.append(transcript)
         upstream = await connect(self.target, timeout=5)
