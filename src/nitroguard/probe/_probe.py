@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 import socket
 import struct
@@ -28,6 +27,7 @@ from typing import Any, Final, final
 from nitroguard.errors import Error, ProbeError, Reason
 from nitroguard.framing import Frame as _Frame
 from nitroguard.framing import FrameDecoder, encode_frame
+from nitroguard.probe.stats import percentile
 from nitroguard.transport import Address, BlockingClient, SocketStream, connect, parse_address
 
 __all__ = [
@@ -150,13 +150,6 @@ class ProbeReport:
             "attacks": [a.to_dict() for a in self.attacks],
             "passed": self.passed,
         }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass(slots=True)
