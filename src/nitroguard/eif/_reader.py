@@ -455,7 +455,7 @@ class _BannerScanner:
         if at >= 0:
             start = at + len(_BANNER) - len(self._tail)
         else:
-            # `re` searches the buffer in place: no copy of the (4 MiB) chunk.
+            # `re` searches the buffer in place: no copy of the (2 MiB) chunk.
             match = _BANNER_RE.search(chunk)
             if match is None:
                 self._tail = (self._tail + bytes(chunk[-keep:]))[-keep:]
@@ -575,8 +575,9 @@ def read_eif(
     Args:
         source: a path, the image bytes, or a seekable binary file object.
         check_crc: raise on a CRC mismatch (False: report it via `EifImage.crc_ok`).
-        chunk_size: the read buffer size (memory use is about this, plus the
-            cmdline, metadata and signature sections, each bounded).
+        chunk_size: the size of each of the 4 rotating read buffers (memory use is
+            about 4 x this, plus the cmdline, metadata and signature sections, each
+            bounded).
 
     Returns:
         The parsed image with its measurements.
