@@ -110,6 +110,23 @@ def test_walks_agree_on_random_bytes(data: bytes, tags: tuple[int, ...]) -> None
         "d29f80ff",
         "bfbf",
         "a1bf",
+        # `_simple_pairs` fast path: duplicates, non-minimal and short lengths, mixes.
+        "a2014100014100",
+        "a26161f66161f5",
+        "a101580501020304 05",
+        "a10159000100",
+        "a1014501 02",
+        "a3 01f4 02f5 03f6",
+        "a1 780161 00",
+        "a2 00 81 00 00 00",
+        "a2 00 00 20 00",
+        "a2 01 40 01",
+        "a1 01 58",
+        "a1 01 59 01",
+        "a1 6161",
+        "bf 01 41 00 01 41 00 ff",
+        "a2 01 58 18" + "00" * 24 + " 02 59 0100" + "00" * 256,
+        "a2 01 58 18" + "00" * 24 + " 01 59 0100" + "00" * 256,
     ],
 )
 def test_walks_agree_on_edge_cases(hexdata: str) -> None:

@@ -333,6 +333,38 @@ class TestChain:
         err = _reject(pki, data, Reason.INVALID_CERTIFICATE, "chain")
         assert "CA=false" in err.message
 
+    def test_inner_signature_algorithm_must_match(self, pki: AwsLikePki) -> None:
+        """RFC 5280 4.1.1.2: the TBS `signature` field must equal the outer algorithm."""
+        sha384 = bytes.fromhex("300a06082a8648ce3d040303")
+        sha256 = bytes.fromhex("300a06082a8648ce3d040302")
+        assert pki.leaf.der.count(sha384) == 2
+        leaf = pki.leaf.der.replace(sha384, sha256, 1)  # the first one is inside the TBS
+        err = _reject(pki, pki.document(certificate=leaf), Reason.UNSUPPORTED_ALGORITHM, "chain")
+        assert err.details["certificate"] == 4
+
+    def test_issuer_name_must_match(self, pki: AwsLikePki) -> None:
+        key = ec.generate_private_key(ec.SECP384R1())
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(pki.leaf.cert.subject)
+            .issuer_name(pki.zonal.cert.subject)  # wrong name, right signer
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(AT - dt.timedelta(hours=1))
+            .not_valid_after(AT + dt.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                critical=False,
+            )
+            .sign(pki.instance.key, hashes.SHA384())
+        )
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        data = pki.document(certificate=leaf.public_bytes(Encoding.DER), signer=key)
+        err = _reject(pki, data, Reason.INVALID_CHAIN, "chain")
+        assert "names issuer" in err.message
+
     def test_invalid_x509_version(self, pki: AwsLikePki) -> None:
         """Regression (bench/fuzz_attestation.py): cryptography raises InvalidVersion,
         which is not a ValueError, for a version other than v1/v3."""
@@ -417,13 +449,31 @@ class TestCache:
         small = _verifier(pki, cache_size=2)
         small.verify(pki.document(), at=AT)
         assert len(small._pairs) == 2
-        assert len(small._certs) == 2
         off = _verifier(pki, cache_size=0)
         off.verify(pki.document(), at=AT)
         off.verify(pki.document(), at=AT)
-        assert len(off._pairs) == len(off._certs) == 0
+        assert len(off._pairs) == 0
         small.clear_cache()
         assert len(small._pairs) == 0
+
+    def test_parsed_certificates_are_shared_but_trust_is_not(self, pki: AwsLikePki) -> None:
+        from nitroguard.attestation import verifier as module
+
+        module.clear_parsed_cache()
+        assert len(module._PARSED) == 0
+        _verifier(pki).verify(pki.document(), at=AT)
+        assert len(module._PARSED) == 5
+        # A verifier with other roots parses nothing again but still refuses the root.
+        other = Verifier(roots=[AwsLikePki.build(AT).root.cert])
+        with pytest.raises(VerificationError) as info:
+            other.verify(pki.document(), at=AT)
+        assert info.value.reason is Reason.UNTRUSTED_ROOT
+        # A fresh verifier re-verifies every signature (no shared pairs).
+        fresh = _verifier(pki)
+        assert len(fresh._pairs) == 0
+        fresh.verify(pki.document(), at=AT)
+        assert len(fresh._pairs) == 4
+        assert len(module._PARSED) <= module.PARSED_CACHE_SIZE
 
     def test_cached_pair_does_not_vouch_for_a_substitute(self, pki: AwsLikePki) -> None:
         verifier = _verifier(pki)

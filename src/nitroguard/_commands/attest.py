@@ -127,7 +127,7 @@ def _cert_json(der: bytes) -> dict[str, Any]:
             "not_before": _iso(cert.not_valid_before_utc),
             "not_after": _iso(cert.not_valid_after_utc),
         }
-    except (ValueError, x509.InvalidVersion) as exc:
+    except Exception as exc:  # noqa: BLE001 - untrusted DER: any parse failure is shown
         return {"subject": None, "not_before": None, "not_after": None, "error": str(exc)}
 
 

@@ -140,6 +140,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="vsock://CID:PORT, vsock://any:PORT, tcp://HOST:PORT or unix:///path",
     )
     add_limit_arguments(parser)
+    parser.add_argument(
+        "--stats-interval",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="log the counters every S seconds (needs -v to show INFO logs)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -148,13 +155,15 @@ def _ready(address: Address) -> None:
     sys.stdout.flush()
 
 
-async def _main(address: Address, limits: ServerLimits) -> int:
+async def _main(address: Address, limits: ServerLimits, stats_interval: float | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        server = await serve(echo_handler, address, limits, ready=_ready)
+        server = await serve(
+            echo_handler, address, limits, ready=_ready, stats_interval=stats_interval
+        )
         stop_wait = asyncio.ensure_future(stop.wait())
         closed_wait = asyncio.ensure_future(server.wait_closed())
         await asyncio.wait([stop_wait, closed_wait], return_when=asyncio.FIRST_COMPLETED)
@@ -172,4 +181,4 @@ async def _main(address: Address, limits: ServerLimits) -> int:
 def _run(args: argparse.Namespace) -> int:
     address = parse_address(args.listen)
     limits = limits_from_args(args)
-    return asyncio.run(_main(address, limits))
+    return asyncio.run(_main(address, limits, args.stats_interval))

@@ -35,12 +35,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
@@ -56,11 +58,50 @@ __all__ = ["STEPS", "VerifiedDocument", "Verifier", "verify"]
 #: Step names in pipeline order; ``STEPS.index(name) + 1`` is the step number.
 STEPS = ("size", "cose", "schema", "root", "chain", "signature", "policy")
 
-#: Default number of cached signature pairs (and parsed certificates).
+#: Default number of cached verified signature pairs per `Verifier`.
 DEFAULT_CACHE_SIZE = 256
 
+#: Parsed certificates (a pure function of their DER) shared by every `Verifier` in
+#: the process. Parsing, and OpenSSL's first use of a freshly loaded public key, cost
+#: about a fifth of an ECDSA verify per certificate; trust decisions (root pin,
+#: signatures, validity, constraints) are never shared between verifiers.
+PARSED_CACHE_SIZE = 512
+
 _HANDLED_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
+
+#: AlgorithmIdentifier of ecdsa-with-SHA384 (1.2.840.10045.4.3.3, parameters absent).
+_ECDSA_SHA384_ALGID = bytes.fromhex("300a06082a8648ce3d040303")
+_ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
 _NOT_DEBUG = NotDebug()
+
+
+def _der_content(buf: bytes, pos: int) -> tuple[int, int]:
+    """(content start, content end) of the DER element at `pos`."""
+    length = buf[pos + 1]
+    pos += 2
+    if length & 0x80:
+        width = length & 0x7F
+        length = int.from_bytes(buf[pos : pos + width], "big")
+        pos += width
+    return pos, pos + length
+
+
+def _tbs_fields(tbs: bytes) -> tuple[bytes, bytes, bytes]:
+    """(signature AlgorithmIdentifier, issuer Name, subject Name) of a TBSCertificate, as DER.
+
+    Only called on a TBSCertificate cryptography has already parsed strictly, so the
+    element boundaries are trusted; a malformed one raises IndexError/ValueError.
+    """
+    pos, _ = _der_content(tbs, 0)  # into the TBSCertificate SEQUENCE
+    if tbs[pos] == 0xA0:  # [0] EXPLICIT version (absent in v1)
+        pos = _der_content(tbs, pos)[1]
+    pos = _der_content(tbs, pos)[1]  # serialNumber
+    alg_end = _der_content(tbs, pos)[1]
+    issuer_end = _der_content(tbs, alg_end)[1]
+    validity_end = _der_content(tbs, issuer_end)[1]
+    subject_end = _der_content(tbs, validity_end)[1]
+    return tbs[pos:alg_end], tbs[alg_end:issuer_end], tbs[validity_end:subject_end]
+
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -106,6 +147,9 @@ class _CertInfo:
 
     der: bytes
     cert: x509.Certificate
+    tbs: bytes
+    issuer_name: bytes
+    subject_name: bytes
     not_before: dt.datetime
     not_after: dt.datetime
     signature_ok: bool
@@ -118,10 +162,28 @@ class _CertInfo:
     unhandled_critical: tuple[str, ...]
 
     def name(self) -> str:
+        """The subject for messages (parsed lazily: it may be malformed)."""
+        return _name_text(self.cert, "subject")
+
+
+def _name_text(cert: x509.Certificate, which: str) -> str:
+    # NOTE: cryptography parses names lazily, may raise ValueError, and warns about
+    # odd attributes (for example a country code that is not 2 letters).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
-            return self.cert.subject.rfc4514_string() or "<empty subject>"
-        except ValueError:  # pragma: no cover - subject already parsed once
-            return "<unprintable subject>"
+            name: x509.Name = getattr(cert, which)
+            return name.rfc4514_string() or "<empty name>"
+        except Exception:  # noqa: BLE001 - any parse failure of an untrusted name
+            return "<malformed name>"
+
+
+_PARSED: _Lru[bytes, _CertInfo] = _Lru(PARSED_CACHE_SIZE)
+
+
+def clear_parsed_cache() -> None:
+    """Forget every parsed certificate (process-wide); for benchmarks and tests."""
+    _PARSED.clear()
 
 
 def _chain_error(message: str, reason: Reason, index: int) -> VerificationError:
@@ -130,15 +192,29 @@ def _chain_error(message: str, reason: Reason, index: int) -> VerificationError:
 
 def _load_info(der: bytes, index: int, label: str) -> _CertInfo:
     """Parse a certificate and extract every static fact, or fail precisely."""
+    # NOTE: cryptography warns (UserWarning) about some malformed name attributes while
+    # parsing extensions lazily; a hostile certificate must not turn into warning spam
+    # or, under -W error, an exception. Only runs once per new certificate DER.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _parse_info(der, index, label)
+
+
+def _parse_info(der: bytes, index: int, label: str) -> _CertInfo:
     try:
+        # cryptography's parser is strict DER (rust-asn1): BER forms and trailing data
+        # are refused, so the bytes we pinned and hashed are the bytes we parsed.
         cert = x509.load_der_x509_certificate(der)
-        # Re-encoding must give the same bytes: rejects BER and trailing data inside
-        # the element, so the bytes we hash are the bytes we parsed.
-        if cert.public_bytes(Encoding.DER) != der:
-            raise ValueError("not DER-canonical or has trailing data")
         not_before = cert.not_valid_before_utc
         not_after = cert.not_valid_after_utc
-        signature_ok = cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA384
+        tbs = cert.tbs_certificate_bytes
+        inner_algorithm, issuer_name, subject_name = _tbs_fields(tbs)
+        # Both the outer and the signed (TBS) algorithm must be ecdsa-with-SHA384
+        # (RFC 5280 4.1.1.2: they must match).
+        signature_ok = (
+            cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA384
+            and inner_algorithm == _ECDSA_SHA384_ALGID
+        )
         try:
             public = cert.public_key()
         except (UnsupportedAlgorithm, ValueError) as exc:
@@ -165,20 +241,20 @@ def _load_info(der: bytes, index: int, label: str) -> _CertInfo:
                 key_cert_sign, digital_signature = value.key_cert_sign, value.digital_signature
             elif ext.critical and ext.oid not in _HANDLED_CRITICAL:
                 unhandled.append(ext.oid.dotted_string)
-    except (
-        ValueError,
-        TypeError,
-        x509.InvalidVersion,
-        x509.DuplicateExtension,
-        UnsupportedAlgorithm,
-    ) as exc:
-        # NOTE: x509.InvalidVersion is not a ValueError (found by bench/fuzz_attestation.py).
+    # cryptography parses X.509 lazily and reports hostile input with many exception
+    # types (ValueError, TypeError, InvalidVersion, DuplicateExtension,
+    # UnsupportedGeneralNameType, ...; several found by bench/fuzz_attestation.py).
+    # Any failure while reading an untrusted certificate means it is invalid.
+    except Exception as exc:  # noqa: BLE001
         raise _chain_error(
             f"{label} is not a valid X.509 certificate: {exc}", Reason.INVALID_CERTIFICATE, index
         ) from None
     return _CertInfo(
         der=der,
         cert=cert,
+        tbs=tbs,
+        issuer_name=issuer_name,
+        subject_name=subject_name,
         not_before=not_before,
         not_after=not_after,
         signature_ok=signature_ok,
@@ -278,8 +354,9 @@ class Verifier:
             roots: trust roots; ``cabundle[0]`` must be byte-equal to one of them.
                 ``None`` means the pinned AWS Nitro Enclaves Root-G1 only. Pass the
                 emulator's root to verify emulated documents.
-            cache_size: how many verified (issuer, certificate) signature pairs and
-                parsed certificates to keep; 0 disables caching.
+            cache_size: how many verified (issuer, certificate) signature pairs to
+                keep; 0 disables the signature cache (parsed certificates are
+                shared process-wide, see `PARSED_CACHE_SIZE`).
 
         Raises:
             ConfigError: empty `roots`, something other than certificates, or a
@@ -298,7 +375,6 @@ class Verifier:
             raise ConfigError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self._roots: frozenset[bytes] = frozenset(r.public_bytes(Encoding.DER) for r in roots)
         self._pairs: _Lru[tuple[bytes, bytes], bool] = _Lru(cache_size)
-        self._certs: _Lru[bytes, _CertInfo] = _Lru(cache_size)
 
     @property
     def roots(self) -> tuple[x509.Certificate, ...]:
@@ -306,9 +382,8 @@ class Verifier:
         return tuple(x509.load_der_x509_certificate(der) for der in sorted(self._roots))
 
     def clear_cache(self) -> None:
-        """Forget every cached certificate and signature pair."""
+        """Forget every cached signature pair of this verifier."""
         self._pairs.clear()
-        self._certs.clear()
 
     def verify(
         self,
@@ -400,11 +475,20 @@ class Verifier:
         # (6) COSE signature with the leaf key over the bytes as received.
         if leaf.key is None:  # pragma: no cover - _check_static already refused it
             raise _chain_error("leaf has no P-384 key", Reason.WEAK_KEY, last)
+        # ES384 and a P-384 key are already guaranteed (steps 2 and 5), so verify directly
+        # with a shared ECDSA(SHA384) instead of going through cose.verify_signature.
         try:
-            cose.verify_signature(leaf.key, cose.ES384, doc.protected, doc.payload, doc.signature)
-        except VerificationError as exc:
-            exc.details["step"] = "signature"
-            raise
+            leaf.key.verify(
+                cose.raw_to_der(doc.signature, 48),
+                cose.sig_structure(doc.protected, doc.payload),
+                _ECDSA_SHA384,
+            )
+        except InvalidSignature:
+            raise VerificationError(
+                "COSE signature does not verify with the leaf certificate's key",
+                Reason.BAD_SIGNATURE,
+                step="signature",
+            ) from None
         verified = VerifiedDocument(
             module_id=doc.module_id,
             digest=doc.digest,
@@ -427,10 +511,10 @@ class Verifier:
         return verified
 
     def _info(self, der: bytes, index: int, length: int) -> _CertInfo:
-        info = self._certs.get(der)
+        info = _PARSED.get(der)
         if info is None:
             info = _load_info(der, index, _label(index, length - 1))
-            self._certs.put(der, info)
+            _PARSED.put(der, info)
         return info
 
     @staticmethod
@@ -461,20 +545,28 @@ class Verifier:
         pair = (issuer.der, child.der)
         if self._pairs.get(pair):
             return
+        # Equivalent to `verify_directly_issued_by` (name chaining + signature), with
+        # the issuer key parsed once and cached, and the algorithm already pinned to
+        # ecdsa-with-SHA384 by `_check_static`.
+        # Byte equality of the DER names: stricter than RFC 5280's name matching, and
+        # what every AWS chain does (all shared vectors checked).
+        if child.issuer_name != issuer.subject_name:
+            raise _chain_error(
+                f"{label} ({child.name()}) names issuer "
+                f"{_name_text(child.cert, 'issuer')!r}, but the certificate before it is "
+                f"{issuer.name()!r}",
+                Reason.INVALID_CHAIN,
+                index,
+            )
+        if issuer.key is None:  # pragma: no cover - _check_static refused it already
+            raise _chain_error("issuer has no P-384 key", Reason.WEAK_KEY, index - 1)
         try:
-            child.cert.verify_directly_issued_by(issuer.cert)
+            issuer.key.verify(child.cert.signature, child.tbs, _ECDSA_SHA384)
         except InvalidSignature:
             raise _chain_error(
                 f"{label} ({child.name()}) is not signed by the certificate before it "
                 f"({issuer.name()})",
                 Reason.BAD_SIGNATURE,
-                index,
-            ) from None
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            # Issuer name does not match the previous subject, or mismatched algorithms.
-            raise _chain_error(
-                f"{label} ({child.name()}) was not issued by {issuer.name()}: {exc}",
-                Reason.INVALID_CHAIN,
                 index,
             ) from None
         self._pairs.put(pair, True)

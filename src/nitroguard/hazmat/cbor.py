@@ -169,123 +169,171 @@ class _Walker:
         for differential tests), without a Python call per item: attestation payloads
         have ~60 items and this walk is on every verification's hot path.
         """
-        data, end, max_depth = self.data, self.end, self.max_depth
+        data, end, max_depth, fail = self.data, self.end, self.max_depth, self._fail
         pos = 0
         base = 0  # 1 inside an accepted top-level tag
         # Open containers: [items left (-1: indefinite), is map, seen keys,
         #                   key start, next is a key, container start]
         stack: list[list[Any]] = []
         while True:
+            closed = False  # an indefinite container just ended with a break
             if stack:
                 frame = stack[-1]
                 # An indefinite container may end here unless a map value is due.
                 if frame[0] < 0 and (not frame[1] or frame[4]):
                     if pos >= end:
                         kind = "map" if frame[1] else "array"
-                        raise self._fail(f"unterminated indefinite-length {kind}", frame[5])
+                        raise fail(f"unterminated indefinite-length {kind}", frame[5])
                     if data[pos] == _BREAK:
                         pos += 1
                         stack.pop()
-                        pos = self._complete(stack, pos)
-                        if not stack:
-                            return pos
-                        continue
-                if frame[1] and frame[4]:
+                        closed = True
+                if not closed and frame[1] and frame[4] and frame[0] > 0:
+                    pos = self._simple_pairs(frame, pos)
+                    if frame[0] == 0:
+                        stack.pop()
+                        closed = True
+                if not closed and frame[1] and frame[4]:
                     if pos >= end:
-                        raise self._fail("unexpected end of input", pos)
+                        raise fail("unexpected end of input", pos)
                     if data[pos] >> 5 > 3:
-                        raise self._fail("map keys must be integers or strings", pos)
+                        raise fail("map keys must be integers or strings", pos)
                     frame[3] = pos
-            depth = len(stack) + base
-            start = pos
-            if pos >= end:
-                raise self._fail("unexpected end of input", pos)
-            ib = data[pos]
-            major, ai = ib >> 5, ib & 0x1F
-            pos += 1
-            arg: int | None
-            if ai < 24:
-                arg = ai
-            elif ai == 31:
-                arg = None
-            elif ai > 27:
-                raise self._fail(f"reserved additional information {ai}", start)
-            else:
-                width = 1 << (ai - 24)
-                if pos + width > end:
-                    raise self._fail("unexpected end of input", pos)
-                arg = int.from_bytes(data[pos : pos + width], "big")
-                if major != 7 and arg < (24 if ai == 24 else 1 << (8 * (width >> 1))):
-                    raise self._fail("non-minimal integer or length encoding", start)
-                pos += width
-            if major < 2:
-                if arg is None:
-                    raise self._fail("indefinite-length integer", start)
-            elif major < 4:
-                if arg is None:
-                    raise self._fail("chunked (indefinite-length) strings are not accepted", start)
-                if arg > end - pos:
-                    raise self._fail(f"string length {arg} exceeds the input", start)
-                pos += arg
-            elif major == 6:
-                if arg is None:
-                    raise self._fail("indefinite-length tag", start)
-                if depth != 0 or arg not in self.top_level_tags:
-                    raise self._fail(
-                        f"tag {arg} is not accepted here", start, Reason.UNEXPECTED_TAG
-                    )
-                # The tagged item counts as one level deeper, so a second tag is refused.
-                base = 1
-                continue
-            elif major == 7:
-                if ai == 31:
-                    raise self._fail("unexpected break", start)
-                if not (ai in (20, 21, 22) or (ai in (25, 26, 27) and self.allow_floats)):
-                    raise self._fail(f"simple value or float (additional info {ai})", start)
-            else:
-                if depth + 1 > max_depth:
-                    raise self._fail(f"nesting deeper than {max_depth}", start, Reason.TOO_DEEP)
-                is_map = major == 5
-                if arg is None:
-                    stack.append([-1, is_map, set() if is_map else None, 0, True, start])
-                    continue
-                if is_map:
-                    if arg > (end - pos) // 2:
-                        raise self._fail(f"map of {arg} pairs exceeds the input", start)
-                    count = 2 * arg
+            if not closed:
+                start = pos
+                if pos >= end:
+                    raise fail("unexpected end of input", pos)
+                ib = data[pos]
+                major, ai = ib >> 5, ib & 0x1F
+                pos += 1
+                arg: int | None
+                if ai < 24:
+                    arg = ai
+                elif ai == 31:
+                    arg = None
+                elif ai > 27:
+                    raise fail(f"reserved additional information {ai}", start)
                 else:
-                    # Each item takes at least one byte: bound the count by the input left.
+                    width = 1 << (ai - 24)
+                    if pos + width > end:
+                        raise fail("unexpected end of input", pos)
+                    arg = int.from_bytes(data[pos : pos + width], "big")
+                    if major != 7 and arg < (24 if ai == 24 else 1 << (8 * (width >> 1))):
+                        raise fail("non-minimal integer or length encoding", start)
+                    pos += width
+                if major == 2 or major == 3:  # noqa: PLR1714 - hot path, cheapest test
+                    if arg is None:
+                        raise fail("chunked (indefinite-length) strings are not accepted", start)
                     if arg > end - pos:
-                        raise self._fail(f"array of {arg} items exceeds the input", start)
-                    count = arg
-                if count:
-                    stack.append([count, is_map, set() if is_map else None, 0, True, start])
+                        raise fail(f"string length {arg} exceeds the input", start)
+                    pos += arg
+                elif major < 2:
+                    if arg is None:
+                        raise fail("indefinite-length integer", start)
+                elif major == 6:
+                    if arg is None:
+                        raise fail("indefinite-length tag", start)
+                    if stack or base or arg not in self.top_level_tags:
+                        raise fail(f"tag {arg} is not accepted here", start, Reason.UNEXPECTED_TAG)
+                    # The tagged item counts as one level deeper, so a second tag is refused.
+                    base = 1
                     continue
-            pos = self._complete(stack, pos)
+                elif major == 7:
+                    if ai == 31:
+                        raise fail("unexpected break", start)
+                    if not (ai in (20, 21, 22) or (ai in (25, 26, 27) and self.allow_floats)):
+                        raise fail(f"simple value or float (additional info {ai})", start)
+                else:
+                    if len(stack) + base + 1 > max_depth:
+                        raise fail(f"nesting deeper than {max_depth}", start, Reason.TOO_DEEP)
+                    is_map = major == 5
+                    if arg is None:
+                        stack.append([-1, is_map, set() if is_map else None, 0, True, start])
+                        continue
+                    if is_map:
+                        if arg > (end - pos) // 2:
+                            raise fail(f"map of {arg} pairs exceeds the input", start)
+                        count = 2 * arg
+                    else:
+                        # Each item takes at least one byte: bound the count by the input left.
+                        if arg > end - pos:
+                            raise fail(f"array of {arg} items exceeds the input", start)
+                        count = arg
+                    if count:
+                        stack.append([count, is_map, set() if is_map else None, 0, True, start])
+                        continue
+            # An item (or a whole container) ended at `pos`: account for it upwards.
+            while stack:
+                frame = stack[-1]
+                if frame[1]:
+                    if frame[4]:
+                        key = data[frame[3] : pos]
+                        if key in frame[2]:
+                            raise fail(
+                                f"duplicate map key {key.hex()}", frame[3], Reason.DUPLICATE_KEY
+                            )
+                        frame[2].add(key)
+                        frame[4] = False
+                    else:
+                        frame[4] = True
+                left = frame[0]
+                if left > 0:
+                    if left == 1:
+                        stack.pop()
+                        continue
+                    frame[0] = left - 1
+                break
             if not stack:
                 return pos
 
-    def _complete(self, stack: list[list[Any]], pos: int) -> int:
-        """An item ended at `pos`: account for it in the open containers."""
-        while stack:
-            frame = stack[-1]
-            if frame[1]:
-                if frame[4]:
-                    key = self.data[frame[3] : pos]
-                    if key in frame[2]:
-                        raise self._fail(
-                            f"duplicate map key {key.hex()}", frame[3], Reason.DUPLICATE_KEY
-                        )
-                    frame[2].add(key)
-                    frame[4] = False
-                else:
-                    frame[4] = True
-            if frame[0] > 0:
-                frame[0] -= 1
-                if frame[0] == 0:
-                    stack.pop()
-                    continue
-            break
+    def _simple_pairs(self, frame: list[Any], pos: int) -> int:
+        """Consume leading pairs of a definite map whose key is a small unsigned integer
+        or a short text string and whose value is a small unsigned integer, a simple
+        value (false/true/null) or a definite byte/text string: the shape of almost
+        every attestation pair (PCRs, certificate, user_data, ...).
+
+        Anything else, or anything that would fail, is left to the general loop, which
+        raises the same errors as `item`. Returns the new position.
+        """
+        data, end, seen = self.data, self.end, frame[2]
+        while pos + 1 < end:
+            kb = data[pos]
+            if kb < 0x18:
+                kend = pos + 1
+            elif 0x60 <= kb < 0x78:
+                kend = pos + 1 + (kb - 0x60)
+            else:
+                break
+            if kend >= end:
+                break
+            vb = data[kend]
+            if vb < 0x18 or 0xF4 <= vb <= 0xF6:
+                vend = kend + 1
+            elif 0x40 <= vb < 0x58 or 0x60 <= vb < 0x78:
+                vend = kend + 1 + (vb & 0x1F)
+            elif vb in (0x58, 0x78):
+                if kend + 1 >= end or data[kend + 1] < 24:
+                    break
+                vend = kend + 2 + data[kend + 1]
+            elif vb in (0x59, 0x79):
+                if kend + 2 >= end:
+                    break
+                length = (data[kend + 1] << 8) | data[kend + 2]
+                if length < 256:
+                    break
+                vend = kend + 3 + length
+            else:
+                break
+            if vend > end:
+                break
+            key = data[pos:kend]
+            if key in seen:
+                raise self._fail(f"duplicate map key {key.hex()}", pos, Reason.DUPLICATE_KEY)
+            seen.add(key)
+            pos = vend
+            frame[0] -= 2
+            if frame[0] == 0:
+                break
         return pos
 
     def _pair(self, pos: int, depth: int, seen: set[bytes]) -> int:

@@ -59,6 +59,8 @@ MAX_CONNECTIONS: Final = 2000
 #: Longest allowed attack duration, seconds.
 MAX_DURATION: Final = 300.0
 _OVERSIZE_PREFIX: Final = struct.pack(">I", 0xFFFF_FFFF)  # a 4 GiB length prefix
+# The probe bounds its own memory too: a hostile target cannot make it buffer more.
+_MAX_REPLY: Final = 16 * 1024 * 1024
 
 
 @final
@@ -476,7 +478,7 @@ def legit_request(address: Address, request: bytes, budget: float) -> float | No
     """
     start = time.perf_counter()
     try:
-        with BlockingClient(address, timeout=budget, max_frame_size=0xFFFF_FFFF) as client:
+        with BlockingClient(address, timeout=budget, max_frame_size=_MAX_REPLY) as client:
             remaining = budget - (time.perf_counter() - start)
             if remaining <= 0:
                 return None
