@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from channel_helpers import aio
 
 from nitroguard.app.demo import Step, _Story, run_story
@@ -89,6 +90,7 @@ async def test_wrong_rejection_reason_fails_the_step(tmp_path: Path) -> None:
     assert "[debug_mode]" in steps[0].observed
 
 
+@pytest.mark.vectors
 @aio
 async def test_story_in_process_with_vectors(attestation_vectors_dir: Path) -> None:
     """The same story in-process (ephemeral PKI), including the real-vector step."""
