@@ -1,6 +1,6 @@
 """Long fuzz campaign for the environment audit (the CI suite runs a bounded version).
 
-Two phases, half the time each:
+Three phases, a third of the time each:
 
 1. The kernel-fact parsers (`parse_cmdline`, `kstrtobool`, `parse_kernel_version`)
    on strings built from interesting tokens (quotes, ``--``, ``=``, odd whitespace,
@@ -10,6 +10,10 @@ Two phases, half the time each:
    are overwritten with mutated or random bytes each round (the tree also gets FIFOs
    and directories where files belong). `run` must never raise, must return one
    finding per check, and every warn/fail must carry a remediation.
+3. The parent-side parsers (`parse_cpu_list`, `parse_describe_enclaves`,
+   `parse_allocator_config`) on token strings and mutated real samples: only
+   `ConfigError` with the parser's own reason may escape, and parsed CPU ids stay
+   within 0..8191.
 
 Prints the counts and the slowest audit round.
 
@@ -35,7 +39,57 @@ from audit_trees import Tree, build_well_configured
 
 from nitroguard.audit import DEFAULT, run
 from nitroguard.audit._kernel import kstrtobool, parse_cmdline, parse_kernel_version
+from nitroguard.audit.parent import (
+    MAX_CPU_ID,
+    parse_allocator_config,
+    parse_cpu_list,
+    parse_describe_enclaves,
+)
+from nitroguard.errors import ConfigError, Reason
 from nitroguard.findings import Status
+
+PARENT_TOKENS = [
+    *"0123456789-,:/N \t\n",
+    "8191",
+    "8192",
+    "99999",
+    "[",
+    "]",
+    "{",
+    "}",
+    '"',
+    ":",
+    "EnclaveCID",
+    "EnclaveID",
+    "Flags",
+    "DEBUG_MODE",
+    "State",
+    "RUNNING",
+    "CPUIDs",
+    "true",
+    "null",
+    "NaN",
+    "1e999",
+    "memory_mib",
+    "cpu_count",
+    "cpu_pool",
+    "---",
+    "#",
+    "'",
+    "- ",
+    "  ",
+    "\r\n",
+    "\\u0000",
+    "\xff",
+]
+DESCRIBE_SAMPLE = (
+    '[{"EnclaveName": "signer", "EnclaveID": "i-0f1e2d3c4b5a69788-enc18c2b3a4d5e6f70", '
+    '"ProcessID": 4242, "EnclaveCID": 16, "NumberOfCPUs": 2, "CPUIDs": [1, 3], '
+    '"MemoryMiB": 1024, "State": "RUNNING", "Flags": "DEBUG_MODE"}]'
+)
+ALLOCATOR_SAMPLE = (
+    "---\n# Enclave configuration file.\nmemory_mib: 512\ncpu_count: 2\n# cpu_pool: 2,3\n"
+)
 
 TOKENS = [
     "random.trust_cpu",
@@ -169,20 +223,47 @@ def fuzz_audit(rng: random.Random, deadline: float) -> tuple[int, float, collect
     return count, slowest, statuses
 
 
+def fuzz_parent_parsers(rng: random.Random, deadline: float) -> int:
+    count = 0
+    parsers = (
+        (parse_cpu_list, Reason.MALFORMED_CPU_LIST, "1,3"),
+        (parse_describe_enclaves, Reason.MALFORMED_DESCRIBE_ENCLAVES, DESCRIBE_SAMPLE),
+        (parse_allocator_config, Reason.MALFORMED_ALLOCATOR_CONFIG, ALLOCATOR_SAMPLE),
+    )
+    while time.monotonic() < deadline:
+        parser, reason, sample = rng.choice(parsers)
+        if rng.random() < 0.5:
+            text = "".join(rng.choice(PARENT_TOKENS) for _ in range(rng.randrange(0, 40)))
+        else:
+            text = mutate(rng, sample.encode()).decode("utf-8", errors="replace")
+        try:
+            result = parser(text)  # type: ignore[operator]
+        except ConfigError as exc:
+            if exc.reason is not reason or not exc.message:
+                raise AssertionError(f"{parser.__name__}({text!r}): {exc!r}") from exc
+        else:
+            if isinstance(result, frozenset) and any(not 0 <= c <= MAX_CPU_ID for c in result):
+                raise AssertionError(f"parse_cpu_list({text!r}) = {sorted(result)[:5]}")
+        count += 1
+    return count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    half = args.seconds / 2
+    third = args.seconds / 3
     try:
-        parsed = fuzz_parsers(rng, time.monotonic() + half)
-        rounds, slowest, statuses = fuzz_audit(rng, time.monotonic() + half)
+        parsed = fuzz_parsers(rng, time.monotonic() + third)
+        rounds, slowest, statuses = fuzz_audit(rng, time.monotonic() + third)
+        parent = fuzz_parent_parsers(rng, time.monotonic() + third)
     except Exception:
         traceback.print_exc()
         return 1
     print(f"parser inputs: {parsed}")
+    print(f"parent parser inputs: {parent}")
     print(f"audit rounds: {rounds} (slowest {slowest * 1000:.1f} ms)")
     by_status = collections.Counter(k.split(":")[1] for k in statuses.elements())
     print("finding statuses seen:", dict(sorted(by_status.items())))

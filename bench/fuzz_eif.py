@@ -2,9 +2,10 @@
 
 Mutates well-formed seeds (crafted images, the shared vectors when present, and a
 signed image) with byte flips, integer overwrites of header/table/section-header
-fields, cuts and insertions, then runs the reader, the static checks and the
-signature check. Only `nitroguard.errors.Error` may escape; every input must finish
-quickly. Prints the count, the reasons seen and the slowest input.
+fields, cuts and insertions, and (one input in five) the signing certificate's DER,
+then runs the reader, the static checks and the signature check. Only
+`nitroguard.errors.Error` may escape; every input must finish quickly. Prints the
+count, the reasons seen and the slowest input.
 
 Usage: python bench/fuzz_eif.py [--seconds 120] [--seed 1]
 """
@@ -12,13 +13,17 @@ Usage: python bench/fuzz_eif.py [--seconds 120] [--seed 1]
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import datetime as dt
 import random
 import struct
 import sys
+import tempfile
 import time
 import traceback
+import warnings
+import zlib
 from pathlib import Path
 
 from cryptography import x509
@@ -27,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from nitroguard.eif import Signer, build_eif, read_eif, static_checks
+from nitroguard.eif._signature import encode_signature_section, sign_pcr0
 from nitroguard.errors import Error
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "eif"
@@ -48,6 +54,42 @@ def _cert() -> Signer:
         .sign(key, hashes.SHA256())
     )
     return Signer(cert.public_bytes(serialization.Encoding.PEM), key)
+
+
+def _append_signature(unsigned: bytes, sig: bytes) -> bytes:
+    """Append a signature section and fix the header, as `nitro-cli sign-eif` does."""
+    data = bytearray(unsigned)
+    n = struct.unpack_from(">H", data, 26)[0]
+    offset = len(data)
+    data += struct.pack(">HHQ", 4, 0, len(sig)) + sig
+    struct.pack_into(">H", data, 26, n + 1)
+    struct.pack_into(">Q", data, 28 + 8 * n, offset)
+    struct.pack_into(">Q", data, 284 + 8 * n, len(sig))
+    crc = zlib.crc32(bytes(data[:544]) + bytes(data[548:]))
+    struct.pack_into(">I", data, 544, crc)
+    return bytes(data)
+
+
+class _CertMutator:
+    """Mutates the signing certificate's DER: cryptography parses some fields lazily and
+    raises exceptions outside ValueError (both escapes so far were found here)."""
+
+    def __init__(self, unsigned: bytes, signer: Signer) -> None:
+        self.unsigned = unsigned
+        cert = x509.load_pem_x509_certificate(signer.certificate_pem)
+        self.der = cert.public_bytes(serialization.Encoding.DER)
+        self.cose = sign_pcr0(signer.key, bytes(48))
+
+    def make(self, rng: random.Random) -> bytes:
+        der = bytearray(self.der)
+        for _ in range(rng.randint(1, 4)):
+            der[rng.randrange(len(der))] = rng.randrange(256)
+        pem = (
+            b"-----BEGIN CERTIFICATE-----\n"
+            + base64.encodebytes(bytes(der))
+            + b"-----END CERTIFICATE-----\n"
+        )
+        return _append_signature(self.unsigned, encode_signature_section(pem, self.cose))
 
 
 def _seeds(tmp: Path) -> list[bytes]:
@@ -100,22 +142,27 @@ def _mutate(rng: random.Random, data: bytearray) -> bytearray:
 
 
 def main() -> int:
-    import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    # Like the test suite (filterwarnings = error): a warning that escapes is a bug too.
+    warnings.simplefilter("error")
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         seeds = _seeds(Path(tmp))
+    cert_mutator = _CertMutator(seeds[0], _cert())
     reasons: collections.Counter[str] = collections.Counter()
     count = accepted = 0
     slowest = 0.0
     start = time.monotonic()
     at = dt.datetime.now(dt.UTC)
     while time.monotonic() - start < args.seconds:
-        data = bytes(_mutate(rng, bytearray(rng.choice(seeds))))
+        if rng.random() < 0.2:
+            data = cert_mutator.make(rng)
+        else:
+            data = bytes(_mutate(rng, bytearray(rng.choice(seeds))))
         t = time.perf_counter()
         try:
             image = read_eif(data, check_crc=rng.random() < 0.3, chunk_size=4096)

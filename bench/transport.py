@@ -247,9 +247,10 @@ def main() -> None:
             "ours": [round(r) for r in our_rates],
         },
     }
-    idle = bench_idle(args.idle)
-    result.update({f"b_{k}": round(v, 2) for k, v in idle.items()})
-    result["b_targets"] = "rss_growth <= 150 MB, legit p99 <= 50 ms"
+    if args.idle > 0:  # --idle 0 skips (b)
+        idle = bench_idle(args.idle)
+        result.update({f"b_{k}": round(v, 2) for k, v in idle.items()})
+        result["b_targets"] = "rss_growth <= 150 MB, legit p99 <= 50 ms"
     print(json.dumps(result, indent=2))
 
 

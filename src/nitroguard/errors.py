@@ -120,9 +120,14 @@ class Reason(enum.StrEnum):
     KEY_BINDING_MISMATCH = "key_binding_mismatch"
     RECORD_TOO_LARGE = "record_too_large"
     UNEXPECTED_MESSAGE = "unexpected_message"
+    UNKNOWN_OPERATION = "unknown_operation"
+    RATE_LIMITED = "rate_limited"
 
     # --- audit ----------------------------------------------------------------------
     INSECURE_ENVIRONMENT = "insecure_environment"
+    MALFORMED_CPU_LIST = "malformed_cpu_list"
+    MALFORMED_DESCRIBE_ENCLAVES = "malformed_describe_enclaves"
+    MALFORMED_ALLOCATOR_CONFIG = "malformed_allocator_config"
 
     # --- EIF --------------------------------------------------------------------------
     BAD_MAGIC = "bad_magic"

@@ -293,7 +293,7 @@ class TestInspect:
 class TestDemo:
     def test_demo_from_repo_root(self, vec: Path) -> None:
         env = {**os.environ, "NITROGUARD_SHARED": str(vec.parent.parent)}
-        proc = run("demo", env=env)
+        proc = run("demo", "--vectors", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "vectors behaved as expected: OK" in proc.stdout
         assert "debug_mode" in proc.stdout
@@ -308,7 +308,7 @@ class TestDemo:
         repo_dir = tmp_path / "repo"
         repo_dir.mkdir()
         (tmp_path / "shared").symlink_to(vec.parent.parent)
-        proc = run("demo", cwd=repo_dir, env=env)
+        proc = run("demo", "--vectors", cwd=repo_dir, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert str(tmp_path / "shared") in proc.stdout
 
@@ -329,6 +329,6 @@ class TestDemo:
 
     def test_demo_without_vectors_exits_2(self, tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k != "NITROGUARD_SHARED"}
-        proc = run("demo", cwd=tmp_path, env=env)
+        proc = run("demo", "--vectors", cwd=tmp_path, env=env)
         assert proc.returncode == 2
         assert "vectors.json" in proc.stderr

@@ -126,6 +126,7 @@ def test_kernel_version_from_bzimage_wins_over_metadata() -> None:
     f = _findings(GOOD, kernel=kernel, kernel_version="4.14.1")
     assert f["RNG-3"].status == "pass"
     assert "measured" in f["RNG-3"].evidence
+    assert "the unattested metadata claims '4.14.1'" in f["RNG-3"].evidence
     image = read_eif(craft([(1, kernel), (2, b"c"), (5, b"{}"), (3, b"r")]))
     assert image.kernel_version == "6.6.52 (builder@host) #1 SMP"
 
@@ -135,3 +136,24 @@ def test_kernel_version_unknown_is_skipped(version: str | None) -> None:
     f = _findings(GOOD, kernel_version=version)
     assert f["RNG-3"].status == "skip"
     assert f["NSM-1"].status == "skip"
+
+
+@pytest.mark.parametrize("offset", [0, 100, 4090, 4096 - 14, 4096 + 5, 9000])
+def test_kernel_version_from_image_banner(offset: int) -> None:
+    """aarch64 Image: no setup header, but the measured "Linux version" banner."""
+    banner = b"Linux version 6.1.55-arm64 (builder@host) (gcc 12) #1 SMP PREEMPT\n"
+    kernel = bytearray(b"\x00" * 12000)
+    kernel[offset : offset + len(banner)] = banner
+    image = read_eif(
+        craft([(1, bytes(kernel)), (2, GOOD.encode()), (5, b"{}"), (3, b"r")]), chunk_size=4096
+    )
+    assert image.kernel_version == "6.1.55-arm64 (builder@host) (gcc 12) #1 SMP PREEMPT"
+    f = {x.id: x for x in static_checks(image)}
+    assert f["RNG-3"].status == "pass"
+    assert f["NSM-1"].status == "fail"
+    assert "measured" in f["NSM-1"].evidence
+
+
+def test_kernel_banner_cut_by_end_of_kernel() -> None:
+    image = read_eif(craft([(1, b"xx Linux version 5.10.1"), (2, b"c"), (5, b"{}"), (3, b"r")]))
+    assert image.kernel_version == "5.10.1"

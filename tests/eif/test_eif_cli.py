@@ -24,6 +24,11 @@ def test_describe_signed_vector_json(eif_vectors_dir: Path) -> None:
     assert doc["IsSigned"] is True
     assert doc["CheckCRC"] is True
     assert doc["SignatureCheck"] is True
+    cert = doc["SigningCertificate"]
+    assert cert["Algorithm"] == "ecdsa-with-SHA256"  # the certificate's own signature
+    assert cert["IssuerName"] == "O=test only,CN=EIF test vector ES384"
+    assert cert["Signature"].startswith("30:")
+    assert doc["Signature"]["Algorithm"] == "ES384"  # the COSE signature over PCR0
     assert doc["Metadata"]["BuildTool"] == "eif-test-vectors"
     assert doc["ImageName"] == "eif-test-vector"
     ids = {f["id"]: f["status"] for f in doc["Findings"]}

@@ -5,11 +5,14 @@ Bounded for CI; ``bench/fuzz_eif.py`` runs the long campaign.
 
 from __future__ import annotations
 
+import base64
 import struct
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from eif_helpers import basic_sections, craft, make_cert
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -86,22 +89,43 @@ def header_fuzz(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_fuzz_mutations(data: bytes) -> None:
     _exercise(data)
 
 
-@settings(max_examples=200, deadline=2000)
+@settings(max_examples=200, deadline=10_000)
 @given(header_fuzz())
 def test_fuzz_header_table(data: bytes) -> None:
     _exercise(data)
 
 
-@settings(max_examples=200, deadline=2000)
+@settings(max_examples=200, deadline=10_000)
 @given(st.binary(max_size=2000))
 def test_fuzz_random_bytes(data: bytes) -> None:
     _exercise(b".eif" + data)
+
+
+_DER = x509.load_pem_x509_certificate(_PEM).public_bytes(serialization.Encoding.DER)
+_COSE = sign_pcr0(_KEY, bytes(48))
+
+
+@st.composite
+def cert_mutated(draw: st.DrawFn) -> bytes:
+    """An image whose signing certificate DER has a few bytes changed."""
+    der = bytearray(_DER)
+    for _ in range(draw(st.integers(1, 4))):
+        der[draw(st.integers(0, len(der) - 1))] = draw(st.integers(0, 255))
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der))
+    pem += b"-----END CERTIFICATE-----\n"
+    return craft([*basic_sections(2), (4, encode_signature_section(pem, _COSE))])
+
+
+@settings(max_examples=300, deadline=10_000)
+@given(cert_mutated())
+def test_fuzz_signing_certificate(data: bytes) -> None:
+    _exercise(data)
 
 
 @pytest.mark.parametrize("size", [1 << 62, (1 << 64) - 13, 1 << 34])
@@ -121,19 +145,22 @@ def test_declared_huge_sizes_allocate_nothing(size: int) -> None:
 
 
 def test_large_image_reads_with_bounded_memory(tmp_path: Path) -> None:
-    """A 24 MiB image is measured with a 1 MiB buffer: Python allocations stay small."""
+    """A 24 MiB image is measured with RING x 512 KiB buffers: allocations stay small."""
+    from nitroguard.eif import build_eif
+    from nitroguard.eif._measure import RING
+
     path = tmp_path / "big.eif"
     ramdisk = tmp_path / "r1"
     with ramdisk.open("wb") as fh:
         for i in range(24):
             fh.write(bytes([i]) * (1024 * 1024))
-    from nitroguard.eif import build_eif
-
     build_eif(path, kernel=b"k" * 1000, cmdline="c", ramdisks=[b"r0", ramdisk])
+    chunk = 512 * 1024
     tracemalloc.start()
     try:
-        read_eif(path, chunk_size=1024 * 1024)
+        image = read_eif(path, chunk_size=chunk)
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 4 * 1024 * 1024
+    assert image.crc_ok
+    assert peak < RING * chunk + 1024 * 1024

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import struct
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from eif_helpers import META, basic_sections, craft, make_cert, section
 
 from nitroguard.eif import read_eif, static_checks
@@ -343,26 +348,50 @@ def test_header_struct_is_548_bytes() -> None:
     assert struct.calcsize(">4sHHQQHH32Q32QII") == 548
 
 
-def test_certificate_with_invalid_public_key() -> None:
-    """Regression (bench/fuzz_eif.py): a point off the curve made `public_key()` raise."""
-    import base64
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
+def _tampered_cert_image(edit: Callable[[bytearray, bytes], None]) -> bytes:
+    """An image signed with a certificate whose DER was edited by `edit(der, point)`."""
     pem, key = make_cert()
     der = bytearray(x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER))
     point = key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    at = bytes(der).index(point)
-    der[at + 5] ^= 0x01  # x coordinate changed: no longer on the curve
+    edit(der, point)
     bad_pem = (
         b"-----BEGIN CERTIFICATE-----\n"
         + base64.encodebytes(bytes(der))
         + b"-----END CERTIFICATE-----\n"
     )
-    sig = encode_signature_section(bad_pem, sign_pcr0(key, bytes(48)))
-    with pytest.raises(EifError, match="cannot be used") as info:
-        read_eif(craft(_signed_sections(sig)))
+    return craft(_signed_sections(encode_signature_section(bad_pem, sign_pcr0(key, bytes(48)))))
+
+
+def _off_curve(der: bytearray, point: bytes) -> None:
+    der[bytes(der).index(point) + 5] ^= 0x01  # x changed: no longer on the curve
+
+
+def _bad_version(der: bytearray, point: bytes) -> None:
+    der[bytes(der).index(b"\xa0\x03\x02\x01\x02") + 4] = 33  # X.509 version 34
+
+
+def _negative_serial(der: bytearray, point: bytes) -> None:
+    at = bytes(der).index(b"\xa0\x03\x02\x01\x02") + 5  # the serial INTEGER follows
+    assert der[at] == 0x02
+    der[at + 2] = 0x80  # top bit set: a negative serial number
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        # Regressions found by bench/fuzz_eif.py: each escaped as a non-nitroguard error.
+        (_off_curve, "cannot be used"),  # ValueError from the lazy public_key()
+        (_bad_version, r"not a PEM X\.509 certificate"),  # InvalidVersion, not a ValueError
+        (_negative_serial, "serial"),  # CryptographyDeprecationWarning
+    ],
+)
+def test_malformed_signing_certificate(
+    edit: Callable[[bytearray, bytes], None], match: str
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(EifError, match=match) as info:
+            read_eif(_tampered_cert_image(edit))
     assert info.value.reason is Reason.BAD_SIGNATURE_SECTION

@@ -476,3 +476,87 @@ def test_fuzz_parse_request_never_raises(data: bytes) -> None:
     else:
         # Whatever the device accepts, the client encoding of it is accepted identically.
         assert codec.parse_request(codec.encode_request(result)) == result
+
+
+# --------------------------------------------- fast paths == the generic encoders
+
+
+_OPT_BYTES = st.one_of(st.none(), st.binary(max_size=300), st.binary(min_size=250, max_size=1400))
+
+
+@_FUZZ
+@given(_OPT_BYTES, _OPT_BYTES, _OPT_BYTES)
+def test_attestation_fast_paths_match_the_generic_codec(
+    user_data: bytes | None, nonce: bytes | None, public_key: bytes | None
+) -> None:
+    request = Attestation(user_data, nonce, public_key)
+    raw = codec.encode_request(request)
+    generic = cbor2.dumps(
+        {"Attestation": {"user_data": user_data, "nonce": nonce, "public_key": public_key}}
+    )
+    assert raw == generic
+    if len(raw) <= codec.MAX_REQUEST_SIZE:
+        assert codec._parse_attestation_fast(raw) == request
+        assert codec._parse_request_general(raw) == request
+        assert codec.parse_request(raw) == request
+    document = (user_data or b"") + (nonce or b"") + b"!"
+    answer = codec.encode_response(AttestationResponse(document))
+    assert codec.decode_response(answer, "Attestation") == AttestationResponse(document)
+    assert codec._decode_general(answer, "Attestation") == AttestationResponse(document)
+
+
+def _general_or_error(fn: object, *args: object) -> object:
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except NsmError as exc:
+        return exc.reason
+
+
+@_FUZZ
+@given(
+    st.sampled_from(
+        [
+            codec.encode_request(Attestation(b"u" * 30, None, b"k" * 300)),
+            codec.encode_request(Attestation(None, b"n" * 5, None)),
+            codec.encode_response(AttestationResponse(b"d" * 600)),
+            codec.encode_response(AttestationResponse(b"d" * 3)),
+        ]
+    ),
+    st.lists(st.tuples(st.integers(0, 700), st.integers(0, 255)), min_size=1, max_size=3),
+    st.integers(-3, 3),
+)
+def test_fast_paths_never_accept_what_the_general_path_rejects(
+    data: bytes, edits: list[tuple[int, int]], resize: int
+) -> None:
+    buf = bytearray(data)
+    for pos, value in edits:
+        buf[pos % len(buf)] = value
+    if resize < 0:
+        del buf[resize:]
+    else:
+        buf += bytes(resize)
+    mutated = bytes(buf)
+    fast = codec._parse_attestation_fast(mutated)
+    if fast is not None:
+        assert codec._parse_request_general(mutated) == fast
+    assert codec.parse_request(mutated) == codec._parse_request_general(mutated)
+    assert _general_or_error(codec.decode_response, mutated, "Attestation") == _general_or_error(
+        codec._decode_general, mutated, "Attestation"
+    )
+
+
+@pytest.mark.parametrize(
+    ("length", "head"),
+    [
+        (0, "40"),
+        (23, "57"),
+        (24, "5818"),
+        (255, "58ff"),
+        (256, "590100"),
+        (65535, "59ffff"),
+        (65536, "5a00010000"),
+        (2**32, "5b0000000100000000"),
+    ],
+)
+def test_bstr_header_is_shortest(length: int, head: str) -> None:
+    assert codec.bstr_header(length).hex() == head

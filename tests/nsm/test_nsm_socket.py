@@ -198,6 +198,13 @@ def test_idle_connection_is_closed(emulator: EmulatedNsm, sock_path: Path) -> No
         assert sock.recv(1) == b""
 
 
+def test_client_survives_idle_close(emulator: EmulatedNsm, sock_path: Path) -> None:
+    with NsmServer(emulator, sock_path, idle_timeout=0.2), SocketNsm(sock_path) as nsm:
+        nsm.extend_pcr(16, b"a")
+        time.sleep(0.6)  # the server has closed our idle connection meanwhile
+        assert nsm.extend_pcr(16, b"b") == extend(extend(bytes(48), b"a"), b"b")
+
+
 def test_connection_cap(emulator: EmulatedNsm, sock_path: Path) -> None:
     with NsmServer(emulator, sock_path, max_connections=2) as srv:
         first, second = raw_conn(sock_path), raw_conn(sock_path)

@@ -32,8 +32,11 @@ def test_serve_echo_prints_address_and_exits_cleanly(spawn: Spawn, sig: signal.S
 
 def test_serve_echo_unix_and_limits(spawn: Spawn, unix_path: str) -> None:
     proc, address = spawn(
+        "-v",
         "serve",
         "echo",
+        "--stats-interval",
+        "0.2",
         "--listen",
         f"unix://{unix_path}",
         "--max-frame-size",
@@ -50,8 +53,14 @@ def test_serve_echo_unix_and_limits(spawn: Spawn, unix_path: str) -> None:
         start = time.monotonic()
         assert client.recv_frame() is None  # first-byte timeout closes us
         assert time.monotonic() - start < 2
+    time.sleep(0.3)
     proc.terminate()
     assert proc.wait(10) == 0
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    assert "counters: {'accepted': 2" in err  # periodic stats log
+    assert "'protocol_errors': 1" in err
+    assert "'first_byte': 1" in err
 
 
 @pytest.mark.parametrize(

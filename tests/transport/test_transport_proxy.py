@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import ipaddress
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -345,3 +346,39 @@ def test_proxy_cli_bad_allow_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "expected HOST:PORT" in result.stderr
+
+
+def test_proxy_keeps_a_client_that_half_closed_before_speaking(unix_path: str) -> None:
+    """Unlike a framed server, the proxy must not drop a silent half-closed client."""
+
+    async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello from upstream")
+        writer.write_eof()
+        await reader.read()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(banner, unix_path)
+        proxy, _ = await start_proxy(
+            ProxyConfig(
+                listen=parse_address("tcp://127.0.0.1:0"),
+                to=parse_address(f"unix://{unix_path}"),
+                idle_timeout=5,
+            )
+        )
+        # Half-close before the proxy even accepts (no await since start_proxy returned).
+        raw = socket.create_connection(("127.0.0.1", proxy.address.port))
+        raw.shutdown(socket.SHUT_WR)
+        raw.setblocking(False)
+        loop = asyncio.get_running_loop()
+        got = b""
+        async with asyncio.timeout(5):
+            while chunk := await loop.sock_recv(raw, 4096):
+                got += chunk
+        raw.close()
+        assert got == b"hello from upstream"
+        await proxy.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())

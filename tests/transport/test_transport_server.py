@@ -442,3 +442,28 @@ def test_address_object_accepted() -> None:
         await server.close()
 
     run(main())
+
+
+def test_peer_closed_before_speaking_is_dropped_without_a_handler() -> None:
+    calls: list[int] = []
+
+    async def counting(conn: Connection) -> None:
+        calls.append(1)
+        await echo_handler(conn)
+
+    async def main() -> None:
+        server = await serve(counting, "tcp://127.0.0.1:0", FAST)
+        # No await since serve() returned: the accept loop has not run yet, so this
+        # connection's FIN is already queued when it is accepted (churn).
+        s = socket.create_connection(("127.0.0.1", server.address.port))
+        s.close()
+        live = await connect(server.address)
+        await live.send_all(encode_frame(b"x"))
+        assert await read_frame(live) == b"x"
+        await live.aclose()
+        await server.close()
+        assert server.counters.accepted == 2
+        assert server.counters.disconnects == 1
+        assert calls == [1]
+
+    run(main())

@@ -8,6 +8,9 @@ Examples::
     nitroguard audit --only RNG,TIME-1     # some checks
     nitroguard audit --nsm ephemeral-debug # NSM-backed checks against an emulator
 
+    # on the parent instance: CPU pool, debug-mode enclaves, enclave CID, allocator
+    nitro-cli describe-enclaves | nitroguard audit --parent --describe-enclaves - --expect-cid 16
+
 Exit status: 0 nothing failed, 1 a check failed (or warned, with ``--strict``),
 2 usage error.
 """
@@ -53,13 +56,30 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description=(
             "Check the in-enclave environment against the threat checklist "
             "(RNG-1..5, TIME-1..4, CPU-1, MEM, NSM-1..3, ATT-2, ATT-7). Outside an "
-            "enclave the enclave checks are reported as skip."
+            "enclave the enclave checks are reported as skip. With --parent, check the "
+            "parent instance instead (CPU-2, ATT-2, VS-5, ALLOC-1)."
         ),
+    )
+    parser.add_argument(
+        "--parent",
+        action="store_true",
+        help="audit the parent instance: NE CPU pool, debug-mode enclaves, enclave CID, "
+        "allocator.yaml",
+    )
+    parser.add_argument(
+        "--describe-enclaves",
+        metavar="FILE",
+        help="with --parent: the JSON output of `nitro-cli describe-enclaves` ('-': stdin)",
+    )
+    parser.add_argument(
+        "--expect-cid",
+        metavar="N",
+        help="with --parent: the enclave CID your proxy connects to (needs --describe-enclaves)",
     )
     parser.add_argument(
         "--root", default="/", metavar="DIR", help="filesystem root holding proc/, sys/, dev/"
     )
-    parser.add_argument("--nsm", default="auto", metavar="SPEC", help=_NSM_HELP)
+    parser.add_argument("--nsm", default=None, metavar="SPEC", help=_NSM_HELP)
     parser.add_argument(
         "--nsm-root",
         metavar="PEM",
@@ -164,26 +184,63 @@ def _run(args: argparse.Namespace) -> int:
     if not Path(root).is_dir():
         raise ConfigError(f"--root: not a directory: {root}")
     only = args.only.split(",") if args.only else None
+    if args.parent:
+        return _run_parent(args, root, only)
+    for flag, value in (
+        ("--describe-enclaves", args.describe_enclaves),
+        ("--expect-cid", args.expect_cid),
+    ):
+        if value is not None:
+            raise ConfigError(f"{flag} needs --parent")
     pinned = _load_root(args.nsm_root) if args.nsm_root else None
-    with _open_nsm(args.nsm, root) as (nsm, roots):
+    with _open_nsm(args.nsm or "auto", root) as (nsm, roots):
         findings = run(SystemProbe(root), nsm, only=only, roots=pinned or roots)
+    return _report(args, findings, f"nitroguard audit (root {root})", AREAS)
+
+
+def _run_parent(args: argparse.Namespace, root: str, only: list[str] | None) -> int:
+    from nitroguard._commands._common import read_blob
+    from nitroguard.audit import PARENT_AREAS, SystemProbe, run_parent
+    from nitroguard.audit.parent import MAX_DESCRIBE_SIZE, parse_cid
+
+    if args.nsm is not None or args.nsm_root is not None:
+        raise ConfigError("--nsm and --nsm-root do not apply to --parent (no NSM on the parent)")
+    expect = parse_cid(args.expect_cid) if args.expect_cid is not None else None
+    if expect is not None and args.describe_enclaves is None:
+        raise ConfigError(
+            "--expect-cid needs --describe-enclaves "
+            "(e.g. nitro-cli describe-enclaves | nitroguard audit --parent "
+            "--describe-enclaves - --expect-cid N)"
+        )
+    enclaves = None
+    if args.describe_enclaves is not None:
+        # Read and parsed here, before any check runs: malformed input is a usage
+        # error (exit 2, ConfigError), never a traceback.
+        enclaves = read_blob(args.describe_enclaves, limit=MAX_DESCRIBE_SIZE, decode_text=False)
+    findings = run_parent(SystemProbe(root), enclaves, expect, only=only)
+    return _report(args, findings, f"nitroguard audit --parent (root {root})", PARENT_AREAS)
+
+
+def _report(
+    args: argparse.Namespace, findings: list[Finding], header: str, areas: dict[str, str]
+) -> int:
     summary = summarize(findings)
     if args.json:
         from nitroguard._commands._common import emit_json
 
         emit_json({"findings": [f.to_dict() for f in findings], "summary": summary})
     else:
-        _print_table(findings, summary, root, AREAS)
+        _print_table(findings, summary, header, areas)
     if summary["fail"] or (args.strict and summary["warn"]):
         return 1
     return 0
 
 
 def _print_table(
-    findings: list[Finding], summary: dict[str, int], root: str, areas: dict[str, str]
+    findings: list[Finding], summary: dict[str, int], header: str, areas: dict[str, str]
 ) -> None:
     out = sys.stdout
-    out.write(f"nitroguard audit (root {root})\n")
+    out.write(f"{header}\n")
     by_area: dict[str, list[Finding]] = {}
     for finding in findings:
         by_area.setdefault(finding.id.split("-", 1)[0], []).append(finding)

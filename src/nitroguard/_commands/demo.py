@@ -1,8 +1,14 @@
-"""`nitroguard demo`: verify every shared attestation vector and report, readably.
+"""`nitroguard demo`: the attested channel end to end, with a hostile parent.
 
-For each entry of ``vectors/attestation/vectors.json`` (found with ``--vectors DIR``,
-``$NITROGUARD_SHARED/vectors/attestation`` or ``../shared/vectors/attestation``
-relative to the current directory):
+Default: the story of `nitroguard.app.demo` (an emulated enclave with the persistent dev
+PKI running a vault on `EnclaveApp`, the parent's proxy, a verifying client doing real
+requests, then five parent attacks that must fail), plus one step over the real AWS
+attestation vectors when ``../shared`` is present. Exit 0 only if every expectation held.
+``--json`` prints ``{"passed": bool, "steps": [{"name", "expected", "observed", "passed"}]}``.
+
+``--vectors [DIR]`` runs only the report over the shared attestation vectors (formerly
+the interim demo): for each entry of ``vectors/attestation/vectors.json`` (found in DIR,
+``$NITROGUARD_SHARED/vectors/attestation`` or ``../shared/vectors/attestation``):
 
 - real documents verify at their ``verify_at`` against the pinned AWS root;
 - debug documents are rejected by the default policy (``debug_mode``) and accepted
@@ -16,10 +22,12 @@ Exit 0 only if every expectation held, 1 otherwise, 2 when the vectors are missi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +37,32 @@ from nitroguard.errors import Error, Reason, VerificationError
 
 __all__ = ["find_vectors", "register", "run_vectors"]
 
+#: ``--vectors`` given without a directory: use the default locations.
+_DEFAULT = ""
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the `demo` subcommand."""
     parser = sub.add_parser(
         "demo",
-        help="verify every shared attestation vector and print a report",
-        description="Verify every document in vectors/attestation/vectors.json at its "
-        "verify_at time and check each expectation. Exit 0 only if all held.",
+        help="the attested channel end to end: enclave, parent proxy, client, attacks",
+        description="Run an emulated enclave (vault app) behind a parent proxy, connect "
+        "and verify it, then show a hostile parent's attacks failing. Exit 0 only if "
+        "every expectation held. No AWS needed.",
     )
     parser.add_argument(
         "--vectors",
         metavar="DIR",
-        help="directory holding vectors.json (default: $NITROGUARD_SHARED/vectors/attestation "
-        "or ../shared/vectors/attestation)",
+        nargs="?",
+        const=_DEFAULT,
+        default=None,
+        help="only verify the shared attestation vectors (DIR holds vectors.json; default "
+        "$NITROGUARD_SHARED/vectors/attestation or ../shared/vectors/attestation)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="emulator dev PKI directory (default: $XDG_STATE_HOME/nitroguard/emulator)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run)
@@ -168,11 +188,64 @@ def _print_report(report: dict[str, Any]) -> None:
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def _run(args: argparse.Namespace) -> int:
-    directory = find_vectors(args.vectors)
+def _run_vectors_only(args: argparse.Namespace) -> int:
+    directory = find_vectors(args.vectors or None)
     report = run_vectors(directory, dt.datetime.now(dt.UTC))
     if args.json:
         emit_json(report)
     else:
         _print_report(report)
     return 0 if report["ok"] else 1
+
+
+def _print_step(index: int, step: Any) -> None:
+    mark = "ok" if step.passed else "FAIL"
+    sys.stdout.write(
+        f"[{mark}] {index}. {step.name}\n"
+        f"       expected: {step.expected}\n"
+        f"       observed: {step.observed}\n"
+    )
+    sys.stdout.flush()
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.vectors is not None:
+        return _run_vectors_only(args)
+    from nitroguard.app.demo import DEMO_PCRS, run_story
+    from nitroguard.nsm import EmulatorPki
+
+    pki = EmulatorPki(state_dir=args.state_dir)
+    try:
+        vectors: Path | None = find_vectors(None)
+    except Error:
+        vectors = None
+    counter = iter(range(1, 1000))
+    if not args.json:
+        sys.stdout.write(
+            "nitroguard demo: an attested channel to an (emulated) enclave, "
+            "through a hostile parent\n"
+            f"  emulator root: {pki.root_fingerprint} ({pki.state_dir}); NOT an AWS root\n"
+            f"  expected image: PCR0 {DEMO_PCRS[0].hex()[:16]}... "
+            f"PCR1 {DEMO_PCRS[1].hex()[:16]}... PCR2 {DEMO_PCRS[2].hex()[:16]}...\n\n"
+        )
+    started = time.monotonic()
+    steps = asyncio.run(
+        run_story(
+            pki,
+            report=(lambda step: None) if args.json else (lambda s: _print_step(next(counter), s)),
+            vectors=vectors,
+        )
+    )
+    passed = bool(steps) and all(step.passed for step in steps)
+    if args.json:
+        emit_json({"passed": passed, "steps": [step.to_dict() for step in steps]})
+    else:
+        held = sum(1 for step in steps if step.passed)
+        if vectors is None:
+            sys.stdout.write("(no ../shared/vectors found: the real-document step was skipped)\n")
+        sys.stdout.write(
+            f"\n{held}/{len(steps)} expectations held in {time.monotonic() - started:.1f} s: "
+            + ("PASSED" if passed else "FAILED")
+            + "\n"
+        )
+    return 0 if passed else 1

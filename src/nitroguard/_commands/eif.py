@@ -29,7 +29,7 @@ from nitroguard.findings import Finding, Status, summarize
 from ._common import emit_json, parse_time
 
 if TYPE_CHECKING:
-    from nitroguard.eif import BuildResult, Signer
+    from nitroguard.eif import BuildResult, EifImage, SignatureReport, Signer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -153,6 +153,30 @@ def _metadata_view(metadata: Any) -> Any:
     return view
 
 
+def _certificate_view(image: EifImage, report: SignatureReport) -> dict[str, Any]:
+    """nitro-cli's ``SigningCertificate`` fields (the certificate's own signature
+    algorithm and signature, ``XX:XX`` hex), plus the subject."""
+    from cryptography.x509.oid import SignatureAlgorithmOID
+
+    names = {
+        SignatureAlgorithmOID.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
+        SignatureAlgorithmOID.ECDSA_WITH_SHA384: "ecdsa-with-SHA384",
+        SignatureAlgorithmOID.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
+    }
+    view: dict[str, Any] = {
+        "IssuerName": report.issuer,
+        "SubjectName": report.subject,
+        "NotBefore": report.to_dict()["NotBefore"],
+        "NotAfter": report.to_dict()["NotAfter"],
+    }
+    if image.signature is not None:
+        cert = image.signature.certificate
+        oid = cert.signature_algorithm_oid
+        view["Algorithm"] = names.get(oid, oid.dotted_string)
+        view["Signature"] = ":".join(f"{b:02X}" for b in cert.signature)
+    return view
+
+
 def _fail_json(exc: Error, as_json: bool) -> int:
     usage = isinstance(exc, ConfigError) or exc.reason is Reason.UNREADABLE_INPUT
     code = EXIT_USAGE if usage else EXIT_FAILED
@@ -191,13 +215,7 @@ def _describe(args: argparse.Namespace) -> int:
             "IsSigned": image.is_signed,
         }
         if report is not None:
-            out["SigningCertificate"] = {
-                "IssuerName": report.issuer,
-                "SubjectName": report.subject,
-                "Algorithm": report.to_dict()["Algorithm"],
-                "NotBefore": report.to_dict()["NotBefore"],
-                "NotAfter": report.to_dict()["NotAfter"],
-            }
+            out["SigningCertificate"] = _certificate_view(image, report)
         out["CheckCRC"] = image.crc_ok
         if report is not None:
             out["SignatureCheck"] = report.ok

@@ -1,9 +1,17 @@
-"""`nitroguard serve echo`: a framed echo service on the hardened server.
+"""`nitroguard serve`: a framed echo service (and two comparison demos) on the hardened server.
 
 Usage::
 
     nitroguard serve echo --listen vsock://any:5000
     nitroguard serve echo --listen tcp://127.0.0.1:5000 --frame-timeout 2 --idle-timeout 5
+    nitroguard serve leaky-compare --listen tcp://127.0.0.1:5000 --secret 00112233 [--delay-us 50]
+    nitroguard serve constant-compare --listen tcp://127.0.0.1:5000 --secret 00112233
+
+``leaky-compare`` and ``constant-compare`` are demonstrations for
+``nitroguard probe leak`` (SC-1, SC-3): a guess is compared with the secret,
+byte by byte with a per-matching-byte delay and an ``ok``/``denied`` reply
+(leaks by timing and length), or with `hmac.compare_digest` and replies padded
+to 16 bytes. Never deploy ``leaky-compare``.
 
 Prints ``listening on ADDRESS`` (the bound address) on stdout once ready and
 exits 0 on SIGTERM or SIGINT after a graceful shutdown. A payload starting with
@@ -18,7 +26,14 @@ import signal
 import sys
 from typing import Any
 
-from nitroguard.transport import Address, ServerLimits, parse_address, serve
+from nitroguard._commands._common import parse_hex
+from nitroguard.errors import ConfigError
+from nitroguard.transport import Address, Handler, ServerLimits, parse_address, serve
+from nitroguard.transport._compare import (
+    DEFAULT_DELAY,
+    constant_compare_handler,
+    leaky_compare_handler,
+)
 from nitroguard.transport._echo import echo_handler
 
 
@@ -129,17 +144,48 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the `serve` subcommand."""
     parser = sub.add_parser(
         "serve",
-        help="run a hardened framed service (echo)",
-        description="Run a framed service on the hardened server (VS-1, VS-2, VS-3, MEM-1).",
+        help="run a hardened framed service (echo; leaky-compare/constant-compare demos)",
+        description=(
+            "Run a framed service on the hardened server (VS-1, VS-2, VS-3, MEM-1). "
+            "leaky-compare and constant-compare are SC-1/SC-3 demonstrations for "
+            "'nitroguard probe leak': never deploy leaky-compare."
+        ),
     )
-    parser.add_argument("service", choices=["echo"], help="the service to run")
+    parser.add_argument(
+        "service",
+        choices=["echo", "leaky-compare", "constant-compare"],
+        help="the service to run",
+    )
     parser.add_argument(
         "--listen",
         required=True,
         metavar="ADDRESS",
         help="vsock://CID:PORT, vsock://any:PORT, tcp://HOST:PORT or unix:///path",
     )
+    parser.add_argument(
+        "--secret",
+        metavar="HEX",
+        default=None,
+        help="the secret guesses are compared with (leaky-compare, constant-compare)",
+    )
+    parser.add_argument(
+        "--delay-us",
+        type=_positive_float,
+        default=DEFAULT_DELAY * 1e6,
+        metavar="US",
+        help=(
+            "leaky-compare: microseconds of busy work per matching byte "
+            f"(default {DEFAULT_DELAY * 1e6:g})"
+        ),
+    )
     add_limit_arguments(parser)
+    parser.add_argument(
+        "--stats-interval",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="log the counters every S seconds (needs -v to show INFO logs)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -148,13 +194,34 @@ def _ready(address: Address) -> None:
     sys.stdout.flush()
 
 
-async def _main(address: Address, limits: ServerLimits) -> int:
+def _handler(args: argparse.Namespace) -> Handler:
+    if args.service == "echo":
+        if args.secret is not None:
+            raise ConfigError("--secret is only for leaky-compare and constant-compare")
+        return echo_handler
+    if args.secret is None:
+        raise ConfigError(f"serve {args.service} needs --secret HEX")
+    secret = parse_hex(args.secret, "--secret")
+    if not secret:
+        raise ConfigError("--secret must not be empty")
+    if args.service == "constant-compare":
+        return constant_compare_handler(secret)
+    sys.stderr.write(
+        "nitroguard serve leaky-compare: DEMONSTRATION ONLY: this service leaks the secret "
+        "through timing and reply length\n"
+    )
+    return leaky_compare_handler(secret, args.delay_us / 1e6)
+
+
+async def _main(
+    handler: Handler, address: Address, limits: ServerLimits, stats_interval: float | None
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        server = await serve(echo_handler, address, limits, ready=_ready)
+        server = await serve(handler, address, limits, ready=_ready, stats_interval=stats_interval)
         stop_wait = asyncio.ensure_future(stop.wait())
         closed_wait = asyncio.ensure_future(server.wait_closed())
         await asyncio.wait([stop_wait, closed_wait], return_when=asyncio.FIRST_COMPLETED)
@@ -172,4 +239,5 @@ async def _main(address: Address, limits: ServerLimits) -> int:
 def _run(args: argparse.Namespace) -> int:
     address = parse_address(args.listen)
     limits = limits_from_args(args)
-    return asyncio.run(_main(address, limits))
+    handler = _handler(args)
+    return asyncio.run(_main(handler, address, limits, args.stats_interval))

@@ -8,9 +8,12 @@ generates keys or trusts the time, and refuses to start if it raises::
 
     require_secure_environment(nsm=Nsm.open())
 
-Auditors run the same checks with ``nitroguard audit``. Every check reads its facts
-through `SystemProbe` (whose root is a parameter) and is a pure function of them,
-see `nitroguard.audit.checks`. Also here: `entropy.seed_from_nsm` (seed the kernel
+Auditors run the same checks with ``nitroguard audit``. Operators of the parent
+instance run the parent-side checks (CPU pool, debug-mode enclaves, enclave CID,
+allocator configuration) with `run_parent` or ``nitroguard audit --parent``.
+Every check reads its facts through `SystemProbe` (whose root is a parameter) and
+is a pure function of them, see `nitroguard.audit.checks` and
+`nitroguard.audit.parent`. Also here: `entropy.seed_from_nsm` (seed the kernel
 CRNG from the NSM), `attested_time` and `ClockGuard` (trusted time).
 """
 
@@ -19,13 +22,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from cryptography import x509
 
 from nitroguard.attestation import Verifier
 from nitroguard.audit.checks import AREAS, DEFAULT, ENV_ID, Check, Options
 from nitroguard.audit.clock import ClockEvent, ClockGuard, SelfAttestation, attested_time
-from nitroguard.audit.facts import AuditNsm, Facts, gather
+from nitroguard.audit.facts import AuditNsm, Facts, gather, gather_parent
+from nitroguard.audit.parent import (
+    PARENT_AREAS,
+    PARENT_CHECKS,
+    EnclaveInfo,
+    ParentCheck,
+    ParentFacts,
+    parse_cid,
+    parse_describe_enclaves,
+)
 from nitroguard.audit.probe import FileRead, NodeInfo, SystemProbe
 from nitroguard.errors import ConfigError, InsecureEnvironment
 from nitroguard.findings import Finding, Status
@@ -34,25 +47,43 @@ __all__ = [
     "AREAS",
     "DEFAULT",
     "ENV_ID",
+    "PARENT_AREAS",
+    "PARENT_CHECKS",
     "Check",
     "ClockEvent",
     "ClockGuard",
+    "EnclaveInfo",
     "Facts",
     "FileRead",
     "NodeInfo",
     "Options",
+    "ParentCheck",
+    "ParentFacts",
     "SelfAttestation",
     "SystemProbe",
     "attested_time",
+    "parse_describe_enclaves",
     "require_secure_environment",
     "run",
+    "run_parent",
     "select_checks",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def select_checks(checks: Sequence[Check], only: Iterable[str] | None) -> tuple[Check, ...]:
+class _Named(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def area(self) -> str: ...
+
+
+_C = TypeVar("_C", bound=_Named)
+
+
+def select_checks(checks: Sequence[_C], only: Iterable[str] | None) -> tuple[_C, ...]:
     """Keep the checks named in `only` (ids like ``RNG-1`` or area prefixes like ``TIME``).
 
     Raises:
@@ -222,3 +253,55 @@ def require_secure_environment(
             f"insecure environment: {ids} failed", findings=failing, failed=[f.id for f in failing]
         )
     return findings
+
+
+def run_parent(
+    probe: SystemProbe | None = None,
+    enclaves: Sequence[EnclaveInfo] | bytes | str | None = None,
+    expect_cid: int | None = None,
+    *,
+    checks: Sequence[ParentCheck] = PARENT_CHECKS,
+    only: Iterable[str] | None = None,
+) -> list[Finding]:
+    """Audit the parent instance and return one finding per parent-side check.
+
+    Run it on the parent EC2 instance (no NSM needed). It never runs ``nitro-cli``:
+    pass its output. For example::
+
+        out = subprocess.run(["nitro-cli", "describe-enclaves"], capture_output=True,
+                             check=True).stdout
+        findings = run_parent(enclaves=out, expect_cid=16)
+
+    Args:
+        probe: where files come from (default: ``SystemProbe("/")``, this machine).
+        enclaves: the output of ``nitro-cli describe-enclaves`` (JSON bytes or text,
+            or already parsed `EnclaveInfo` entries); None skips ATT-2 and VS-5.
+        expect_cid: the enclave CID the operator proxies to (VS-5).
+        checks: the checks to run (default: CPU-2, ATT-2, VS-5, ALLOC-1).
+        only: ids or area prefixes to keep (``["CPU-2", "VS"]``).
+
+    Returns:
+        The findings, in check order.
+
+    Raises:
+        ConfigError: `only` names an unknown check; `expect_cid` is not an enclave
+            CID or is given without `enclaves`; `enclaves` is malformed JSON
+            (reason `malformed_describe_enclaves`).
+    """
+    selected = select_checks(checks, only)
+    if expect_cid is not None:
+        expect_cid = parse_cid(expect_cid)
+        if enclaves is None:
+            raise ConfigError(
+                "an expected CID needs the describe-enclaves output to compare it with"
+            )
+    parsed: tuple[EnclaveInfo, ...] | None
+    if enclaves is None:
+        parsed = None
+    elif isinstance(enclaves, bytes | str):
+        parsed = parse_describe_enclaves(enclaves)
+    else:
+        parsed = tuple(enclaves)
+    probe = probe if probe is not None else SystemProbe("/")
+    facts = gather_parent(probe, parsed, expect_cid)
+    return [check.func(facts) for check in selected]

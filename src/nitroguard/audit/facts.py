@@ -7,6 +7,7 @@ therefore drive a check with a fake tree, or build `Facts` by hand.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
@@ -16,8 +17,19 @@ from cryptography import x509
 
 from nitroguard.attestation import Verifier
 from nitroguard.audit.clock import SelfAttestation, self_attest
+from nitroguard.audit.parent import (
+    ALLOCATOR_PATH,
+    CPU_DIR,
+    NE_CPUS_PATH,
+    NE_MODULE_DIR,
+    EnclaveInfo,
+    ParentFacts,
+    parse_allocator_config,
+    parse_cpu_list,
+    siblings_path,
+)
 from nitroguard.audit.probe import FileRead, NodeInfo, SystemProbe
-from nitroguard.errors import Error
+from nitroguard.errors import ConfigError, Error
 from nitroguard.nsm import NsmDescription, PcrDescription
 
 __all__ = [
@@ -27,6 +39,7 @@ __all__ = [
     "NsmFacts",
     "first_present",
     "gather",
+    "gather_parent",
 ]
 
 #: Both sysfs locations of the hw_random attributes. ``/sys/class/misc/hw_random`` is
@@ -232,4 +245,55 @@ def gather(
         nsm=None
         if nsm is None
         else _gather_nsm(nsm, probe, roots=roots, verifier=verifier, nonce=nonce),
+    )
+
+
+def gather_parent(
+    probe: SystemProbe,
+    enclaves: tuple[EnclaveInfo, ...] | None = None,
+    expect_cid: int | None = None,
+) -> ParentFacts:
+    """Read every fact the parent-side checks need (`nitroguard.audit.parent`).
+
+    Reads the NE driver's CPU pool, the SMT sibling lists of CPU 0, of the pool CPUs
+    (from ``ne_cpus`` and from ``allocator.yaml``) and of the online CPUs, and the
+    allocator configuration. A list that cannot be parsed is read no further (the
+    check reports it); the parsers bound every list to CPU ids below 8192.
+
+    Args:
+        probe: where files come from (its root is the audited parent's ``/``).
+        enclaves: the parsed ``nitro-cli describe-enclaves`` output, or None.
+        expect_cid: the CID the operator proxies to, or None.
+
+    Returns:
+        The `ParentFacts` snapshot.
+    """
+    module = probe.node(NE_MODULE_DIR)
+    ne_cpus = probe.read(NE_CPUS_PATH)
+    online = probe.read(f"{CPU_DIR}/online")
+    allocator = probe.read(ALLOCATOR_PATH)
+
+    def cpus(read: FileRead) -> frozenset[int]:
+        try:
+            return parse_cpu_list(read.raw or "", what=read.path)
+        except ConfigError:
+            return frozenset()
+
+    pool = cpus(ne_cpus) if module is not None else frozenset()
+    alloc_pool: frozenset[int] = frozenset()
+    if allocator.raw is not None:
+        with contextlib.suppress(ConfigError):  # ALLOC-1 reports it
+            alloc_pool = parse_allocator_config(allocator.raw).cpu_pool or frozenset()
+    wanted = sorted({0} | pool | alloc_pool | cpus(online))
+    return ParentFacts(
+        root=str(probe.root),
+        module=module,
+        ne_cpus=ne_cpus,
+        online=online,
+        smt_active=probe.read(f"{CPU_DIR}/smt/active"),
+        siblings={cpu: probe.read(siblings_path(cpu)) for cpu in wanted},
+        cpu_online={cpu: probe.read(f"{CPU_DIR}/cpu{cpu}/online") for cpu in sorted(pool)},
+        allocator=allocator,
+        enclaves=enclaves,
+        expect_cid=expect_cid,
     )

@@ -197,7 +197,7 @@ def _cpu1(params: list[tuple[str, str | None]]) -> Finding:
 
 def _kernel_source(image: EifImage) -> tuple[str | None, str]:
     if image.kernel_version:
-        return image.kernel_version, "bzImage setup header (measured)"
+        return image.kernel_version, "the kernel image itself (measured)"
     meta = image.metadata_kernel_version
     if meta:
         return meta, "metadata KernelVersion (NOT attested)"
@@ -217,7 +217,7 @@ def _version_finding(
             check_id,
             title,
             Status.SKIP,
-            "kernel version unknown: no bzImage version string and no metadata KernelVersion",
+            "kernel version unknown: not found in the kernel image, no metadata KernelVersion",
             "check the kernel version of the build inputs",
         )
     version = parse_kernel_version(text)
@@ -230,11 +230,18 @@ def _version_finding(
             "check the kernel version of the build inputs",
         )
     status, why = judge(version)
+    evidence = f"kernel {'.'.join(map(str, version))} from {origin}: {why}"
+    claimed = image.metadata_kernel_version
+    if image.kernel_version and claimed:
+        claimed_version = parse_kernel_version(claimed)
+        if claimed_version is not None and claimed_version != version:
+            # The metadata is not attested; a mismatch means it was edited or is stale.
+            evidence += f" (the unattested metadata claims {claimed!r})"
     return Finding(
         check_id,
         title,
         status,
-        f"kernel {'.'.join(map(str, version))} from {origin}: {why}",
+        evidence,
         remediation if status is not Status.PASS else "",
     )
 

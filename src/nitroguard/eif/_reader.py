@@ -39,7 +39,7 @@ from ._format import (
     check_u64,
     section_type_name,
 )
-from ._measure import Measurements, _Measurer
+from ._measure import RING, Measurements, _Measurer
 from ._signature import SignatureReport, SignatureSection, check, parse_signature_section
 
 __all__ = [
@@ -56,7 +56,7 @@ MAX_CMDLINE_SIZE = 64 * 1024
 MAX_METADATA_SIZE = 1024 * 1024
 #: The kernel prefix kept to read the bzImage version string (setup header, spec-free).
 _KERNEL_PREFIX = 64 * 1024
-_DEFAULT_CHUNK = 4 * 1024 * 1024
+_DEFAULT_CHUNK = 2 * 1024 * 1024
 #: nitro-cli's sequential walk can be sent through crafted bytes; we follow it this far.
 _MAX_WALK = MAX_NUM_SECTIONS + 1
 
@@ -106,8 +106,9 @@ class EifImage:
         metadata: the parsed metadata JSON (None when absent). Not attested.
         metadata_raw: the metadata section bytes (None when absent).
         signature: the parsed signature section (None when unsigned).
-        kernel_version: the version string from the x86 bzImage setup header (measured,
-            unlike the metadata), when present.
+        kernel_version: the version string from the x86 bzImage setup header, or else
+            from the "Linux version" banner of an uncompressed (aarch64) Image: both are
+            measured, unlike the metadata. None when neither is found.
         layout_issues: every disagreement with nitro-cli's sequential walk, and every
             oddity the hypervisor may treat differently from nitro-cli.
     """
@@ -187,12 +188,15 @@ class _Source:
             )
         return data
 
-    def chunks(self, offset: int, size: int, buf: bytearray) -> Iterator[memoryview]:
-        view = memoryview(buf)
+    def chunks(self, offset: int, size: int, buffers: Iterator[bytearray]) -> Iterator[memoryview]:
+        """Yield the bytes [offset, offset + size) in chunks, each read into the next
+        buffer of `buffers` (a rotation: the previous chunk may still be in use)."""
         try:
             self.fh.seek(offset)
             remaining = size
             while remaining:
+                buf = next(buffers)
+                view = memoryview(buf)
                 want = min(remaining, len(buf))
                 got = self.fh.readinto(view[:want])  # type: ignore[attr-defined]
                 if not got:
@@ -205,8 +209,6 @@ class _Source:
                 yield view[:got]
         except (OSError, ValueError) as exc:
             raise Error(f"{self.name}: read failed: {exc}", Reason.UNREADABLE_INPUT) from exc
-        finally:
-            view.release()
 
 
 def _validate_header(header: EifHeader) -> None:
@@ -422,6 +424,65 @@ def _parse_metadata(raw: bytes) -> Any:
 _VERSION_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
 
 
+_BANNER = b"Linux version "
+_BANNER_RE = re.compile(re.escape(_BANNER))
+_BANNER_MAX = 200
+
+
+class _BannerScanner:
+    """Find ``linux_banner`` ("Linux version X ...") in a streamed, uncompressed kernel.
+
+    An aarch64 ``Image`` has no setup header, but the banner string is in its (measured)
+    data. Chunk boundaries are handled by carrying a small tail over.
+    """
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._found: bytearray | None = None
+        self.version: str | None = None
+
+    def feed(self, chunk: memoryview) -> None:
+        if self.version is not None:
+            return
+        if self._found is not None:
+            self._found += chunk[: _BANNER_MAX - len(self._found)]
+            self._finish()
+            return
+        keep = len(_BANNER) - 1
+        # A banner straddling the previous chunk and this one.
+        joined = self._tail + bytes(chunk[:keep])
+        at = joined.find(_BANNER)
+        if at >= 0:
+            start = at + len(_BANNER) - len(self._tail)
+        else:
+            # `re` searches the buffer in place: no copy of the (2 MiB) chunk.
+            match = _BANNER_RE.search(chunk)
+            if match is None:
+                self._tail = (self._tail + bytes(chunk[-keep:]))[-keep:]
+                return
+            start = match.end()
+        self._found = bytearray(chunk[start : start + _BANNER_MAX])
+        self._finish()
+
+    def _finish(self, final: bool = False) -> None:
+        found = self._found
+        if found is None:
+            return
+        for stop in (b"\n", b"\0"):
+            end = found.find(stop)
+            if end >= 0:
+                del found[end:]
+                final = True
+        if final or len(found) >= _BANNER_MAX:
+            text = bytes(found).decode("ascii", errors="replace").strip()
+            self.version = text or None
+
+    def close(self) -> None:
+        """End of the kernel: accept a banner cut short by the end of the data."""
+        if self.version is None and self._found is not None:
+            self._finish(final=True)
+
+
 def parse_kernel_version(text: str) -> tuple[int, int, int] | None:
     """``"6.6.12-amzn ..."`` -> ``(6, 6, 12)``; None when it does not start with a version."""
     m = _VERSION_RE.match(text)
@@ -445,9 +506,11 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
 
     measurer = _Measurer(chunk_size=chunk_size)
     measurer.crc_only(header_bytes[:CRC_OFFSET])
-    buf = bytearray(chunk_size)
+    # One rotation across all sections: the worker may still read a previous chunk.
+    buffers = itertools.cycle([bytearray(chunk_size) for _ in range(RING)])
     kept: dict[SectionType, bytearray] = {}
     kernel_prefix = bytearray()
+    banner = _BannerScanner()
     first_ramdisk_seen = False
     try:
         for s in sections:
@@ -462,12 +525,17 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
                 feed = measurer.crc_only
             keep = s.type in (SectionType.CMDLINE, SectionType.METADATA, SectionType.SIGNATURE)
             store = kept.setdefault(s.type, bytearray()) if keep else None
-            for chunk in source.chunks(s.data_offset, s.size, buf):
+            for chunk in source.chunks(s.data_offset, s.size, buffers):
                 feed(chunk)
                 if store is not None:
                     store += chunk
-                elif s.type == SectionType.KERNEL and len(kernel_prefix) < _KERNEL_PREFIX:
-                    kernel_prefix += chunk[: _KERNEL_PREFIX - len(kernel_prefix)]
+                elif s.type == SectionType.KERNEL:
+                    if len(kernel_prefix) < _KERNEL_PREFIX:
+                        kernel_prefix += chunk[: _KERNEL_PREFIX - len(kernel_prefix)]
+                    if kernel_prefix[0x202:0x206] != b"HdrS":  # not a bzImage
+                        banner.feed(chunk)
+            if s.type == SectionType.KERNEL:
+                banner.close()
     finally:
         measurer.close()
 
@@ -494,7 +562,7 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
         metadata=metadata,
         metadata_raw=metadata_raw,
         signature=signature,
-        kernel_version=_kernel_version(bytes(kernel_prefix)),
+        kernel_version=_kernel_version(bytes(kernel_prefix)) or banner.version,
         layout_issues=tuple(_layout_issues(source, header, sections)),
     )
 
@@ -507,8 +575,9 @@ def read_eif(
     Args:
         source: a path, the image bytes, or a seekable binary file object.
         check_crc: raise on a CRC mismatch (False: report it via `EifImage.crc_ok`).
-        chunk_size: the read buffer size (memory use is about this, plus the
-            cmdline, metadata and signature sections, each bounded).
+        chunk_size: the size of each of the 4 rotating read buffers (memory use is
+            about 4 x this, plus the cmdline, metadata and signature sections, each
+            bounded).
 
     Returns:
         The parsed image with its measurements.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 
 from nitroguard.errors import DecodeError, EifError, Error, Reason
 from nitroguard.hazmat import cbor, cose
@@ -107,6 +109,51 @@ class SignatureSection:
     pcr8: bytes
 
 
+_CertFields = tuple[x509.Certificate, Any, str, str, dt.datetime, dt.datetime, bytes]
+
+
+def _load_certificate(pem: bytes) -> _CertFields:
+    """Load the PEM and every field we use, turning every parser complaint into an
+    `EifError`.
+
+    cryptography parses some fields lazily and signals problems outside ValueError
+    (`InvalidVersion`; a `CryptographyDeprecationWarning` for a non-positive serial,
+    which RFC 5280 forbids and future releases reject): all three were found by
+    ``bench/fuzz_eif.py``. Warnings are turned into rejections so that nothing escapes
+    even under ``-W error``.
+    """
+    bad: tuple[type[BaseException], ...] = (
+        ValueError,
+        TypeError,
+        x509.InvalidVersion,
+        UnsupportedAlgorithm,
+        CryptographyDeprecationWarning,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        try:
+            certificate = x509.load_pem_x509_certificate(pem)
+        except bad as exc:
+            raise EifError(
+                f"signing_certificate is not a PEM X.509 certificate: {exc}",
+                Reason.BAD_SIGNATURE_SECTION,
+            ) from None
+        try:
+            return (
+                certificate,
+                certificate.public_key(),
+                certificate.subject.rfc4514_string(),
+                certificate.issuer.rfc4514_string(),
+                certificate.not_valid_before_utc,
+                certificate.not_valid_after_utc,
+                certificate.public_bytes(serialization.Encoding.DER),
+            )
+        except bad as exc:
+            raise EifError(
+                f"signing_certificate cannot be used: {exc}", Reason.BAD_SIGNATURE_SECTION
+            ) from None
+
+
 def parse_signature_section(data: bytes) -> SignatureSection:
     """Strictly parse the signature section data.
 
@@ -150,26 +197,7 @@ def parse_signature_section(data: bytes) -> SignatureSection:
         )
     pem = _byte_field(entry[_CERT_KEY], _CERT_KEY)
     cose_bytes = _byte_field(entry[_SIG_KEY], _SIG_KEY)
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise EifError(
-            f"signing_certificate is not a PEM X.509 certificate: {exc}",
-            Reason.BAD_SIGNATURE_SECTION,
-        ) from None
-    # cryptography parses some fields lazily; touch every one we use later, here, so a
-    # malformed certificate is rejected now with a precise reason (found by fuzzing).
-    try:
-        public_key = certificate.public_key()
-        subject = certificate.subject.rfc4514_string()
-        issuer = certificate.issuer.rfc4514_string()
-        not_before = certificate.not_valid_before_utc
-        not_after = certificate.not_valid_after_utc
-        der = certificate.public_bytes(serialization.Encoding.DER)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise EifError(
-            f"signing_certificate cannot be used: {exc}", Reason.BAD_SIGNATURE_SECTION
-        ) from None
+    certificate, public_key, subject, issuer, not_before, not_after, der = _load_certificate(pem)
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise EifError(
             "the signing certificate's key is not an EC key", Reason.UNSUPPORTED_ALGORITHM

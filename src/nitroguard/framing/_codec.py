@@ -116,7 +116,7 @@ def encode_frame(
             ``max_frame_size``; the peer would reject it anyway.
         ConfigError: when ``max_frame_size`` is out of range.
     """
-    limit = _check_max(max_frame_size)
+    limit = max_frame_size if max_frame_size == MAX_FRAME_SIZE else _check_max(max_frame_size)
     size = len(payload)
     if size > limit:
         raise LocalProtocolError(
@@ -125,6 +125,8 @@ def encode_frame(
             size=size,
             max_frame_size=limit,
         )
+    if type(payload) is bytes:
+        return _HEADER.pack(size) + payload
     return _HEADER.pack(size) + bytes(payload)
 
 

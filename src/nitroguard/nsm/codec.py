@@ -47,6 +47,7 @@ __all__ = [
     "Request",
     "Response",
     "UnitResponse",
+    "bstr_header",
     "decode_response",
     "encode_error",
     "encode_request",
@@ -202,6 +203,63 @@ def _check_bytes(value: object, what: str, *, optional: bool) -> bytes | None:
     return bytes(value)
 
 
+def bstr_header(length: int) -> bytes:
+    """The shortest CBOR head of a definite byte string of `length` bytes."""
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x1_0000_0000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
+
+
+def _bstr_or_null(value: bytes | None) -> bytes:
+    if value is None:
+        return b"\xf6"
+    return bstr_header(len(value)) + value
+
+
+def _read_bstr_or_null(data: bytes, pos: int) -> tuple[bytes | None, int]:
+    """A null or a *minimally* encoded byte string at `pos` (fast paths only).
+
+    Raises:
+        ValueError, IndexError: anything else; the caller falls back to the general,
+            strict decoder, so a fast path never accepts what the general path rejects.
+    """
+    ib = data[pos]
+    if ib == 0xF6:
+        return None, pos + 1
+    if 0x40 <= ib <= 0x57:
+        length, pos = ib - 0x40, pos + 1
+    elif ib == 0x58:
+        length, pos = data[pos + 1], pos + 2
+        if length < 24:
+            raise ValueError("non-minimal")
+    elif ib == 0x59:
+        length, pos = int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
+        if length < 0x100:
+            raise ValueError("non-minimal")
+    else:
+        raise ValueError("not a short byte string")
+    end = pos + length
+    if end > len(data):
+        raise ValueError("truncated")
+    return data[pos:end], end
+
+
+#: ``{"Attestation": {`` with three entries.
+_ATTESTATION_REQUEST_HEAD: Final = b"\xa1" + cbor.dumps("Attestation") + b"\xa3"
+_ATTESTATION_RESPONSE_HEAD: Final = (
+    b"\xa1" + cbor.dumps("Attestation") + b"\xa1" + cbor.dumps("document")
+)
+_USER_DATA_KEY: Final = cbor.dumps("user_data")
+_NONCE_KEY: Final = cbor.dumps("nonce")
+_PUBLIC_KEY_KEY: Final = cbor.dumps("public_key")
+
+
 def encode_request(request: Request) -> bytes:
     """Encode a request exactly as serde_cbor encodes the nsm-api `Request` enum.
 
@@ -226,11 +284,19 @@ def encode_request(request: Request) -> bytes:
         body = {"range": _check_u16(request.range, "PCR range")}
     elif isinstance(request, Attestation):
         # serde sends every Option field, None as null (spec 1.4): never omit them.
-        body = {
-            "user_data": _check_bytes(request.user_data, "user_data", optional=True),
-            "nonce": _check_bytes(request.nonce, "nonce", optional=True),
-            "public_key": _check_bytes(request.public_key, "public_key", optional=True),
-        }
+        # Built directly (the hot path of every attestation); the golden tests and a
+        # hypothesis test pin it to the generic map encoding.
+        return b"".join(
+            (
+                _ATTESTATION_REQUEST_HEAD,
+                _USER_DATA_KEY,
+                _bstr_or_null(_check_bytes(request.user_data, "user_data", optional=True)),
+                _NONCE_KEY,
+                _bstr_or_null(_check_bytes(request.nonce, "nonce", optional=True)),
+                _PUBLIC_KEY_KEY,
+                _bstr_or_null(_check_bytes(request.public_key, "public_key", optional=True)),
+            )
+        )
     else:  # pragma: no cover - exhaustive over Request
         raise NsmError(f"unknown request {request!r}", Reason.INVALID_ARGUMENT)
     return cbor.dumps({request.name: body})
@@ -423,6 +489,19 @@ def decode_response(data: bytes, expected: str) -> Response:
     data = bytes(data)
     if len(data) > MAX_RESPONSE_SIZE:
         raise _bad(operation, f"{len(data)} bytes exceeds {MAX_RESPONSE_SIZE}")
+    if expected == "Attestation" and data.startswith(_ATTESTATION_RESPONSE_HEAD):
+        # The exact canonical answer; anything else takes the general path below.
+        try:
+            document, end = _read_bstr_or_null(data, len(_ATTESTATION_RESPONSE_HEAD))
+        except (ValueError, IndexError):
+            document, end = None, -1
+        if document and end == len(data):
+            return AttestationResponse(document)
+    return _decode_general(data, expected)
+
+
+def _decode_general(data: bytes, expected: str) -> Response:
+    operation = expected
     try:
         obj = cbor.loads(data, max_size=MAX_RESPONSE_SIZE, max_depth=4)
     except DecodeError as exc:
@@ -486,6 +565,35 @@ def parse_request(data: bytes) -> Request | ErrorCode:
     """
     if len(data) > MAX_REQUEST_SIZE:
         return ErrorCode.INPUT_TOO_LARGE
+    fast = _parse_attestation_fast(data)
+    return fast if fast is not None else _parse_request_general(data)
+
+
+def _parse_attestation_fast(data: bytes) -> Attestation | None:
+    """The exact canonical Attestation request (what every client sends), or None.
+
+    Accepts only keys in serde order with null or minimally encoded byte strings and
+    nothing after them, a subset of what `_parse_request_general` accepts with the
+    same result (a hypothesis test checks the equivalence).
+    """
+    if not data.startswith(_ATTESTATION_REQUEST_HEAD):
+        return None
+    pos = len(_ATTESTATION_REQUEST_HEAD)
+    fields: list[bytes | None] = []
+    try:
+        for key in (_USER_DATA_KEY, _NONCE_KEY, _PUBLIC_KEY_KEY):
+            if not data.startswith(key, pos):
+                return None
+            value, pos = _read_bstr_or_null(data, pos + len(key))
+            fields.append(value)
+    except (ValueError, IndexError):
+        return None
+    if pos != len(data):
+        return None
+    return Attestation(fields[0], fields[1], fields[2])
+
+
+def _parse_request_general(data: bytes) -> Request | ErrorCode:
     try:
         obj = cbor.loads(data, max_size=MAX_REQUEST_SIZE, max_depth=4)
     except DecodeError:

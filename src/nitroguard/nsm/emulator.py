@@ -146,6 +146,7 @@ class EmulatedNsm(Nsm):
             for index in DEBUG_ZERO_PCRS:
                 self._pcrs[index] = _ZERO
         self._locked = set(range(BOOT_LOCKED))
+        self._pcrs_cbor: tuple[int, bytes] = (-1, b"")  # (len(locked) when encoded, CBOR)
         self._payload_prefix = b"".join(
             cbor.dumps(x) for x in ("module_id", self.module_id, "digest", "SHA384", "timestamp")
         )
@@ -180,7 +181,12 @@ class EmulatedNsm(Nsm):
             return codec.GetRandomResponse(self._rng(codec.RANDOM_SIZE))
         if isinstance(request, codec.Attestation):
             with self._lock:
-                pcrs = {i: self._pcrs[i] for i in sorted(self._locked)}
+                # Only locked PCRs are reported and they can no longer change, so the
+                # encoded map changes only when the (growing) locked set grows.
+                if self._pcrs_cbor[0] != len(self._locked):
+                    locked = {i: self._pcrs[i] for i in sorted(self._locked)}
+                    self._pcrs_cbor = (len(self._locked), cbor.dumps(locked))
+                pcrs = self._pcrs_cbor[1]
             # Sign outside the lock: the PCR state is already captured.
             return codec.AttestationResponse(self._document(request, pcrs))
         with self._lock:
@@ -206,7 +212,7 @@ class EmulatedNsm(Nsm):
             self._pcrs[index] = extend(self._pcrs[index], request.data)
             return codec.ExtendPcrResponse(self._pcrs[index])
 
-    def _document(self, request: codec.Attestation, pcrs: dict[int, bytes]) -> bytes:
+    def _document(self, request: codec.Attestation, pcrs: bytes) -> bytes:
         now = self._clock()
         identity = self.pki.signing_identity(now, self.module_id)
         # The nine keys in NSM order, as an indefinite-length map. The bytes equal
@@ -219,7 +225,7 @@ class EmulatedNsm(Nsm):
                 self._payload_prefix,
                 cbor.dumps((now - _EPOCH) // dt.timedelta(milliseconds=1)),
                 _PCRS_KEY,
-                cbor.dumps(pcrs),
+                pcrs,
                 identity.encoded_chain,
                 _PUBLIC_KEY_KEY,
                 cbor.dumps(request.public_key),
@@ -231,17 +237,6 @@ class EmulatedNsm(Nsm):
             )
         )
         return _sign1_es384(identity.key, payload)
-
-
-def _bstr_header(length: int) -> bytes:
-    """The CBOR head of a byte string of `length` bytes (shortest form)."""
-    if length < 24:
-        return bytes((0x40 | length,))
-    if length < 0x100:
-        return bytes((0x58, length))
-    if length < 0x10000:
-        return b"\x59" + length.to_bytes(2, "big")
-    return b"\x5a" + length.to_bytes(4, "big")
 
 
 _ECDSA_SHA384: Final = ec.ECDSA(hashes.SHA384())
@@ -257,7 +252,7 @@ def _sign1_es384(key: ec.EllipticCurvePrivateKey, payload: bytes) -> bytes:
     Inlined because the emulator's throughput is measured against the bare signature
     (bench/nsm.py); a test pins the bytes against the generic encoder.
     """
-    head = _bstr_header(len(payload))
+    head = codec.bstr_header(len(payload))
     r, s = decode_dss_signature(key.sign(_SIG1_HEAD + head + payload, _ECDSA_SHA384))
     return b"".join(
         (_COSE_HEAD, head, payload, b"\x58\x60", r.to_bytes(48, "big"), s.to_bytes(48, "big"))

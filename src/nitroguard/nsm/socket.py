@@ -68,6 +68,18 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
+def _peer_hung_up(sock: socket.socket) -> bool:
+    """Whether an idle connection was closed (or sent something unasked) by the peer."""
+    poller = select.poll()  # poll, not select: no FD_SETSIZE limit
+    try:
+        poller.register(sock, select.POLLIN)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return True
+    # Between requests the server never speaks: readable means EOF, a reset or garbage.
+    return bool(events)
+
+
 def _send_frame(sock: socket.socket, payload: bytes, timeout: float) -> None:
     sock.settimeout(timeout)
     sock.sendall(_HEADER.pack(len(payload)) + payload)
@@ -129,6 +141,10 @@ class SocketNsm(Nsm):
         with self._lock:
             if self._closed:
                 raise NsmError(f"SocketNsm({self.path}) is closed", Reason.NSM_UNAVAILABLE)
+            if self._sock is not None and _peer_hung_up(self._sock):
+                # The server closes idle connections; nothing was sent yet, so a new
+                # connection is safe here (unlike a retry after sending).
+                self._drop()
             if self._sock is None:
                 self._sock = self._connect()
             sock = self._sock
@@ -217,6 +233,9 @@ class NsmServer:
             sock.bind(self.path)
             os.chmod(self.path, mode)
             sock.listen(min(self.max_connections, socket.SOMAXCONN))
+            # Non-blocking, so a connection reset between poll and accept cannot park
+            # the accept loop where shutdown() would not wake it.
+            sock.setblocking(False)
         except OSError as exc:
             sock.close()
             raise ConfigError(f"cannot listen on {self.path}: {exc.strerror or exc}") from exc
@@ -233,12 +252,17 @@ class NsmServer:
     def serve_forever(self) -> None:
         """Accept connections until `shutdown` is called."""
         try:
+            poller = select.poll()  # poll, not select: no FD_SETSIZE limit
+            poller.register(self._listener, select.POLLIN)
+            poller.register(self._wake_r, select.POLLIN)
             while not self._stopping.is_set():
-                ready, _, _ = select.select([self._listener.fileno(), self._wake_r], [], [])
+                ready = {fd for fd, _ in poller.poll()}
                 if self._wake_r in ready or self._stopping.is_set():
                     break
                 try:
                     conn, _ = self._listener.accept()
+                except BlockingIOError:
+                    continue  # the peer left between poll and accept
                 except OSError as exc:
                     # EMFILE and friends: keep serving the connections we have.
                     _log.warning("accept failed: %s", exc)
@@ -261,7 +285,15 @@ class NsmServer:
         with self._state_lock:
             self._conns.add(conn)
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # out of threads: drop this one, keep serving
+            _log.warning("cannot start a connection thread: %s", exc)
+            with self._state_lock:
+                self._conns.discard(conn)
+                self._threads.discard(thread)
+            conn.close()
+            self._slots.release()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop accepting, close every connection, remove the socket file."""

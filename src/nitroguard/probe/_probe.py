@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 import socket
 import struct
@@ -28,6 +27,7 @@ from typing import Any, Final, final
 from nitroguard.errors import Error, ProbeError, Reason
 from nitroguard.framing import Frame as _Frame
 from nitroguard.framing import FrameDecoder, encode_frame
+from nitroguard.probe.stats import percentile
 from nitroguard.transport import Address, BlockingClient, SocketStream, connect, parse_address
 
 __all__ = [
@@ -59,6 +59,8 @@ MAX_CONNECTIONS: Final = 2000
 #: Longest allowed attack duration, seconds.
 MAX_DURATION: Final = 300.0
 _OVERSIZE_PREFIX: Final = struct.pack(">I", 0xFFFF_FFFF)  # a 4 GiB length prefix
+# The probe bounds its own memory too: a hostile target cannot make it buffer more.
+_MAX_REPLY: Final = 16 * 1024 * 1024
 
 
 @final
@@ -148,13 +150,6 @@ class ProbeReport:
             "attacks": [a.to_dict() for a in self.attacks],
             "passed": self.passed,
         }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass(slots=True)
@@ -476,7 +471,7 @@ def legit_request(address: Address, request: bytes, budget: float) -> float | No
     """
     start = time.perf_counter()
     try:
-        with BlockingClient(address, timeout=budget, max_frame_size=0xFFFF_FFFF) as client:
+        with BlockingClient(address, timeout=budget, max_frame_size=_MAX_REPLY) as client:
             remaining = budget - (time.perf_counter() - start)
             if remaining <= 0:
                 return None

@@ -22,9 +22,9 @@ Streams (trio-style ABCs; `SocketStream` implements them for all three families)
     ``await connect(address, timeout=10.0) -> SocketStream``: async client.
 
 Server
-    ``server = await serve(handler, address, limits=ServerLimits(), *, ready=None)``
-    binds, calls ``ready(bound_address)``, starts accepting in the background
-    and returns a `Server`::
+    ``server = await serve(handler, address, limits=ServerLimits(), *, ready=None,
+    stats_interval=None)`` binds, calls ``ready(bound_address)``, starts accepting
+    in the background and returns a `Server`::
 
         async def handler(conn: Connection) -> None:
             while (request := await conn.recv_frame()) is not None:
@@ -50,6 +50,11 @@ Limits (`ServerLimits`, frozen; defaults): max_connections 1024,
 max_frame_size 1 MiB, first_byte_timeout 10 s, idle_timeout 60 s,
 frame_timeout 10 s (absolute from the frame's first byte), write_timeout 10 s,
 max_lifetime None, max_concurrent_handlers 256, shutdown_grace 5 s.
+
+Proxy
+    `nitroguard.transport.proxy`: ``start_proxy(ProxyConfig(listen, to,
+    allow=Allowlist.parse([...])))`` (ingress TCP -> vsock, egress vsock ->
+    allowlisted TCP); see ``docs/transport.md``.
 
 Blocking client
     ``BlockingClient(address, timeout=10.0)``: ``send_frame``, ``recv_frame``,

@@ -27,6 +27,7 @@ import dataclasses
 import errno
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -68,6 +69,20 @@ _RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, 
 _TRANSIENT_ERRNOS: Final = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
 _BACKOFF_MIN: Final = 0.01
 _BACKOFF_MAX: Final = 1.0
+
+#: Connections accepted back to back before the accept loop yields to the others.
+_ACCEPT_BURST: Final = 32
+
+
+def _closed_before_speaking(sock: socket.socket) -> bool:
+    """True when the peer closed (FIN or RST) before sending anything (non-blocking peek)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # the normal case: nothing yet, the connection is live
+    except OSError:
+        return True  # reset or otherwise broken already
+
 
 #: Timeout kinds, as counted in `Counters.timeouts` and reported in `TimeoutError_.details["kind"]`.
 TIMEOUT_KINDS: Final = ("first_byte", "idle", "frame", "write", "lifetime")
@@ -421,8 +436,20 @@ class Connection:
     async def _read_until(self, deadline: float) -> bytes:
         watchdog = self._watchdog
         watchdog.arm(deadline)
+        stream = self._stream
         try:
-            return await self._stream.receive_some(DEFAULT_RECEIVE_SIZE)
+            if type(stream) is SocketStream:
+                # Hot path: `SocketStream.receive_some` inlined (one coroutine frame less).
+                if stream._closed:
+                    raise ClosedResourceError("receive on a closed stream")
+                try:
+                    data = await stream._reader.read(DEFAULT_RECEIVE_SIZE)
+                except OSError as exc:
+                    raise BrokenStreamError(f"connection broken while receiving: {exc}") from exc
+                if stream._counter is not None:
+                    stream._counter.bytes_in += len(data)
+                return data
+            return await stream.receive_some(DEFAULT_RECEIVE_SIZE)
         except asyncio.CancelledError:
             if watchdog.fired:
                 watchdog.fired = False
@@ -490,6 +517,11 @@ class Server:
         self._state = _ConnState(limits.max_concurrent_handlers)
         self._conns: dict[asyncio.Task[None], Connection | None] = {}
         self._accept_task: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self.stats_interval: float | None = None
+        # Framed services have nothing to say to a peer that closed before its first
+        # byte; raw-stream users that may speak first (the proxy) turn this off.
+        self._drop_early_eof = True
         self._root: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
         self._close_lock = asyncio.Lock()
@@ -503,16 +535,24 @@ class Server:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._accept_task = tg.create_task(self._accept_loop(tg), name="accept")
+                if self.stats_interval is not None:
+                    self._stats_task = tg.create_task(self._log_stats(self.stats_interval))
         finally:
             await self._listener.aclose()
             self._closed_event.set()
             log.info("server %s stopped: %s", self.address, self.counters.snapshot())
+
+    async def _log_stats(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            log.info("server %s counters: %s", self.address, self.counters.snapshot())
 
     async def _accept_loop(self, tg: asyncio.TaskGroup) -> None:
         listener = self._listener
         counters = self.counters
         limits = self.limits
         backoff = 0.0
+        burst = 0
         while not self._state.closing:
             try:
                 sock = await listener.accept_socket()
@@ -548,11 +588,22 @@ class Server:
                     )
                 continue
             counters.accepted += 1
+            if self._drop_early_eof and _closed_before_speaking(sock):
+                # Churn: the peer already closed (FIN or RST queued) without sending a
+                # byte. Drop it without building a transport and a task for it.
+                sock.close()
+                counters.disconnects += 1
+                continue
             counters.active += 1
             task = tg.create_task(self._handle(sock))
             self._conns[task] = None
+            burst += 1
+            if burst >= _ACCEPT_BURST:
+                # Fairness: let established connections run between accept bursts.
+                burst = 0
+                await asyncio.sleep(0)
 
-    async def _handle(self, sock: Any) -> None:
+    async def _handle(self, sock: socket.socket) -> None:
         counters = self.counters
         stream: SocketStream | None = None
         clean = False
@@ -618,6 +669,8 @@ class Server:
             self._state.closing = True
             if self._accept_task is not None:
                 self._accept_task.cancel()
+            if self._stats_task is not None:
+                self._stats_task.cancel()
             await self._listener.aclose()
             for conn in list(self._conns.values()):
                 if conn is not None:
@@ -663,6 +716,7 @@ async def serve(
     limits: ServerLimits | None = None,
     *,
     ready: Callable[[Address], None] | None = None,
+    stats_interval: float | None = None,
 ) -> Server:
     """Bind ``address`` and start serving ``handler`` on every connection.
 
@@ -672,6 +726,8 @@ async def serve(
         address: a string (parsed with `parse_address`) or an `Address`.
         limits: `ServerLimits` (defaults if omitted).
         ready: called once with the bound address, before the first accept.
+        stats_interval: if set, log the counters at INFO every this many seconds
+            (they are always logged when the server stops).
 
     Returns:
         The running `Server`; ``await server.wait_closed()`` or use
@@ -684,6 +740,11 @@ async def serve(
     limits = limits if limits is not None else ServerLimits()
     listener = open_listener(addr)
     server = Server(handler, listener, limits)
+    if stats_interval is not None:
+        if not stats_interval > 0:
+            await listener.aclose()
+            raise ConfigError(f"stats_interval must be positive, got {stats_interval!r}")
+        server.stats_interval = stats_interval
     if ready is not None:
         try:
             ready(server.address)

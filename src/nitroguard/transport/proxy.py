@@ -409,4 +409,7 @@ async def start_proxy(
     server = await serve(
         make_handler(config, counters, resolver=resolver), config.listen, limits, ready=ready
     )
+    # No await since serve() started the accept task, so this applies from the first accept:
+    # a half-closed client that sent nothing may still expect the upstream's data.
+    server._drop_early_eof = False
     return server, counters

@@ -1,0 +1,107 @@
+"""Request/response messages of `EnclaveApp` (pure functions, no I/O).
+
+Each application message on the channel is one CBOR map (decoded strictly, with the
+foundation decoder: bounded size and depth, no duplicate keys, no tags, no floats):
+
+- request: ``{"op": text, "args": map}``
+- response: ``{"ok": true, "result": any}`` or
+  ``{"ok": false, "error": {"reason": text, "message": text}}``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nitroguard.errors import ChannelError, DecodeError, Error, Reason, RemoteProtocolError
+from nitroguard.hazmat import cbor
+
+__all__ = [
+    "AppError",
+    "decode_request",
+    "decode_response",
+    "encode_error",
+    "encode_request",
+    "encode_result",
+]
+
+_MAX_DEPTH = 16
+
+
+class AppError(ChannelError):
+    """The enclave application answered a request with an error.
+
+    `reason` is the server's reason when it is a known `Reason`, else
+    `internal_error`; ``details["remote_reason"]`` always holds the server's text.
+    """
+
+    default_reason = Reason.INTERNAL_ERROR
+
+
+def encode_request(op: str, args: Mapping[str, Any]) -> bytes:
+    """Serialize a request."""
+    return cbor.dumps({"op": op, "args": dict(args)})
+
+
+def _loads(message: bytes, max_size: int, what: str) -> dict[Any, Any]:
+    try:
+        value = cbor.loads(message, max_size=max_size, max_depth=_MAX_DEPTH)
+    except DecodeError as exc:
+        raise RemoteProtocolError(f"{what}: {exc.message}", exc.reason) from None
+    if not isinstance(value, dict):
+        raise RemoteProtocolError(f"{what}: not a CBOR map", Reason.UNEXPECTED_MESSAGE)
+    return value
+
+
+def decode_request(message: bytes, *, max_size: int) -> tuple[str, dict[str, Any]]:
+    """Parse a request into ``(op, args)``.
+
+    Raises:
+        RemoteProtocolError: malformed CBOR or shape (`unexpected_message`, or the
+            decoder's reason such as `too_large`).
+    """
+    value = _loads(message, max_size, "request")
+    op, args = value.get("op"), value.get("args", {})
+    if set(value) - {"op", "args"}:
+        raise RemoteProtocolError("request: unknown keys", Reason.UNEXPECTED_MESSAGE)
+    if not isinstance(op, str) or not isinstance(args, dict):
+        raise RemoteProtocolError(
+            "request: op must be text and args a map", Reason.UNEXPECTED_MESSAGE
+        )
+    if not all(isinstance(k, str) for k in args):
+        raise RemoteProtocolError("request: argument names must be text", Reason.UNEXPECTED_MESSAGE)
+    return op, args
+
+
+def encode_result(result: Any) -> bytes:
+    """Serialize a successful response."""
+    return cbor.dumps({"ok": True, "result": result})
+
+
+def encode_error(error: Error) -> bytes:
+    """Serialize an error response (reason and message only: never details)."""
+    return cbor.dumps(
+        {"ok": False, "error": {"reason": error.reason.value, "message": error.message}}
+    )
+
+
+def decode_response(message: bytes, *, max_size: int) -> Any:
+    """Parse a response and return its result.
+
+    Raises:
+        AppError: the server answered with an error.
+        RemoteProtocolError: malformed response.
+    """
+    value = _loads(message, max_size, "response")
+    ok = value.get("ok")
+    if ok is True and "result" in value:
+        return value["result"]
+    error = value.get("error")
+    if ok is False and isinstance(error, dict):
+        remote = str(error.get("reason", ""))
+        try:
+            reason = Reason(remote)
+        except ValueError:
+            reason = Reason.INTERNAL_ERROR
+        raise AppError(str(error.get("message", "")), reason, remote_reason=remote)
+    raise RemoteProtocolError("response: neither a result nor an error", Reason.UNEXPECTED_MESSAGE)

@@ -1,0 +1,100 @@
+"""`nitroguard demo` in CI: a real subprocess, and proof that its checks can fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from channel_helpers import aio
+
+from nitroguard.app.demo import Step, _Story, run_story
+from nitroguard.nsm import EmulatorPki
+
+EXPECTED_STEPS = [
+    "start the emulated enclave",
+    "start the parent proxy",
+    "client handshake through the proxy",
+    "vault requests",
+    "nonce-fresh attestation inside the channel",
+    "attack: proxy swaps the handshake key",
+    "the parent records a session",
+    "attack: replayed handshake",
+    "attack: replayed old document",
+    "attack: debug-mode enclave",
+    "attack: redirect to another enclave image",
+]
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    return subprocess.run(
+        [sys.executable, "-m", "nitroguard", "demo", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,  # no ../shared from here: the vector step is skipped
+    )
+
+
+def test_demo_json_passes(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["passed"] is True
+    assert [s["name"] for s in report["steps"]] == EXPECTED_STEPS
+    for step in report["steps"]:
+        assert set(step) == {"name", "expected", "observed", "passed"}
+        assert step["passed"] is True
+    observed = {s["name"]: s["observed"] for s in report["steps"]}
+    assert "[handshake_failed]" in observed["attack: proxy swaps the handshake key"]
+    assert "[stale_document]" in observed["attack: replayed old document"]
+    assert "[debug_mode]" in observed["attack: debug-mode enclave"]
+    assert "[pcr_mismatch]" in observed["attack: redirect to another enclave image"]
+    # The dev PKI persisted: a second run pins the same root.
+    assert (tmp_path / "state" / "nitroguard" / "emulator" / "root.pem").is_file()
+
+
+def test_demo_text_story(tmp_path: Path) -> None:
+    proc = _run(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "11/11 expectations held" in proc.stdout
+    assert "NOT an AWS root" in proc.stdout
+    assert "[FAIL]" not in proc.stdout
+
+
+@aio
+async def test_an_attack_that_succeeds_fails_the_demo(tmp_path: Path) -> None:
+    """The rejection check is real: pointing it at the honest enclave makes it fail."""
+    steps: list[Step] = []
+    story = _Story(tmp_path, EmulatorPki.ephemeral(), steps.append)
+    async with story.enclave() as honest:
+        await story.expect_rejection("fake attack", "rejected", honest.address, "debug_mode")
+    (step,) = steps
+    assert step.passed is False
+    assert step.observed.startswith("ACCEPTED")
+
+
+@aio
+async def test_wrong_rejection_reason_fails_the_step(tmp_path: Path) -> None:
+    steps: list[Step] = []
+    story = _Story(tmp_path, EmulatorPki.ephemeral(), steps.append)
+    async with story.enclave(debug_mode=True) as debug:
+        await story.expect_rejection("debug", "pcr_mismatch", debug.address, "pcr_mismatch")
+    assert steps[0].passed is False
+    assert "[debug_mode]" in steps[0].observed
+
+
+@pytest.mark.vectors
+@aio
+async def test_story_in_process_with_vectors(attestation_vectors_dir: Path) -> None:
+    """The same story in-process (ephemeral PKI), including the real-vector step."""
+    steps = await run_story(EmulatorPki.ephemeral(), vectors=attestation_vectors_dir)
+    assert [s.name for s in steps] == [*EXPECTED_STEPS, "real AWS attestation documents"]
+    failed = [s.to_dict() for s in steps if not s.passed]
+    assert not failed, failed
