@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nitroguard.audit import DEFAULT, SystemProbe, run
-from nitroguard.audit._kernel import kstrtobool, parse_cmdline, parse_kernel_version
+from nitroguard._kernel import kstrtobool, parse_cmdline, parse_kernel_version
 from nitroguard.findings import Status
 
 # --- SystemProbe ---------------------------------------------------------------------
