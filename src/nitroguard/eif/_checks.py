@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nitroguard._kernel import (
-    MIN_RNG_KERNEL,
-    Cmdline,
-    NsmDriver,
-    grade_clock,
-    grade_mitigations,
-    grade_trust_flags,
-    nsm_driver,
-    parse_cmdline,
-    parse_kernel_version,
-    version_text,
-)
+from nitroguard import _kernel as kernel
 from nitroguard.findings import Finding, Status
 
 from ._reader import EifImage
@@ -37,11 +26,11 @@ def kernel_params(cmdline: str) -> list[tuple[str, str | None]]:
     not to the kernel, so it is not returned. The kernel treats ``-`` and ``_`` in
     parameter names alike; names are normalised to ``_``.
     """
-    return parse_cmdline(cmdline).normalized()
+    return kernel.parse_cmdline(cmdline).normalized()
 
 
-def _rng2(cmdline: Cmdline) -> Finding:
-    verdict = grade_trust_flags(cmdline)
+def _rng2(cmdline: kernel.Cmdline) -> Finding:
+    verdict = kernel.grade_trust_flags(cmdline)
     title = "CRNG not seeded by the CPU RNG or the bootloader alone"
     evidence = "cmdline: " + verdict.evidence
     if not verdict.ok:
@@ -62,8 +51,8 @@ def _rng2(cmdline: Cmdline) -> Finding:
     return Finding("RNG-2", title, Status.PASS, evidence)
 
 
-def _time2(cmdline: Cmdline) -> Finding:
-    verdict = grade_clock(cmdline)
+def _time2(cmdline: kernel.Cmdline) -> Finding:
+    verdict = kernel.grade_clock(cmdline)
     title = "kernel keeps kvm-clock"
     evidence = "cmdline: " + verdict.evidence
     if verdict.no_kvmclock:
@@ -89,8 +78,8 @@ def _time2(cmdline: Cmdline) -> Finding:
     )
 
 
-def _cpu1(cmdline: Cmdline) -> Finding:
-    verdict = grade_mitigations(cmdline)
+def _cpu1(cmdline: kernel.Cmdline) -> Finding:
+    verdict = kernel.grade_mitigations(cmdline)
     title = "CPU vulnerability mitigations not disabled on the cmdline"
     partial = " ".join(verdict.switches)
     fix = "remove them; the parent shares the CPU with the enclave (changes PCR0/PCR1)"
@@ -144,7 +133,7 @@ def _version_finding(
             "kernel version unknown: not found in the kernel image, no metadata KernelVersion",
             "check the kernel version of the build inputs",
         )
-    version = parse_kernel_version(text)
+    version = kernel.parse_kernel_version(text)
     if version is None:
         return Finding(
             check_id,
@@ -154,10 +143,10 @@ def _version_finding(
             "check the kernel version of the build inputs",
         )
     status, why = judge(version)
-    evidence = f"kernel {version_text(version)} from {origin}: {why}"
+    evidence = f"kernel {kernel.version_text(version)} from {origin}: {why}"
     claimed = image.metadata_kernel_version
     if image.kernel_version and claimed:
-        claimed_version = parse_kernel_version(claimed)
+        claimed_version = kernel.parse_kernel_version(claimed)
         if claimed_version is not None and claimed_version != version:
             # The metadata is not attested; a mismatch means it was edited or is stale.
             evidence += f" (the unattested metadata claims {claimed!r})"
@@ -171,7 +160,7 @@ def _version_finding(
 
 
 def _rng3(v: tuple[int, int, int]) -> tuple[Status, str]:
-    if v >= MIN_RNG_KERNEL:
+    if v >= kernel.MIN_RNG_KERNEL:
         return Status.PASS, "at least 5.17.12 (the 2022 RNG rework)"
     return Status.FAIL, "older than 5.17.12 (the 2022 RNG rework)"
 
@@ -180,7 +169,7 @@ def _nsm1(v: tuple[int, int, int]) -> tuple[Status, str]:
     # Coarser than the audit's NSM-1 (which warns on 6.7 and on the CVE-2026-68179
     # ranges): tests/eif/test_eif_checks.py pins 6.12 -> pass, so the EIF keeps its
     # grading until the EIF owner decides (see the refactor report).
-    if nsm_driver(v) is not NsmDriver.OUT_OF_TREE:
+    if kernel.nsm_driver(v) is not kernel.NsmDriver.OUT_OF_TREE:
         return (
             Status.PASS,
             "6.6 or later (upstream or AWS-backported NSM driver); whether it carries "
@@ -217,7 +206,7 @@ def static_checks(image: EifImage) -> list[Finding]:
     Returns:
         One `Finding` per check, in a fixed order.
     """
-    cmdline = parse_cmdline(image.cmdline_text)
+    cmdline = kernel.parse_cmdline(image.cmdline_text)
     return [
         _rng2(cmdline),
         _time2(cmdline),
