@@ -421,9 +421,6 @@ def _parse_metadata(raw: bytes) -> Any:
         raise EifError("metadata JSON nests too deeply", Reason.BAD_METADATA) from None
 
 
-_VERSION_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
-
-
 _BANNER = b"Linux version "
 _BANNER_RE = re.compile(re.escape(_BANNER))
 _BANNER_MAX = 200
@@ -481,14 +478,6 @@ class _BannerScanner:
         """End of the kernel: accept a banner cut short by the end of the data."""
         if self.version is None and self._found is not None:
             self._finish(final=True)
-
-
-def parse_kernel_version(text: str) -> tuple[int, int, int] | None:
-    """``"6.6.12-amzn ..."`` -> ``(6, 6, 12)``; None when it does not start with a version."""
-    m = _VERSION_RE.match(text)
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
 def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
