@@ -10,6 +10,7 @@ crop under the null hypothesis).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 from nitroguard._cli import main
 from nitroguard.probe import LeakConfig, run_leak
 from nitroguard.probe._leak import MAX_ERRORS, collect
-from nitroguard.transport import parse_address
+from nitroguard.transport import BlockingClient, parse_address
 
 Spawn = Callable[..., tuple[subprocess.Popen[str], str]]
 
@@ -249,3 +250,34 @@ def test_serve_compare_usage_errors(args: list[str], message: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_compare_handlers_in_process_replies() -> None:
+    # The demo handlers on a real in-process server: the reply contents and lengths.
+    from nitroguard.transport import ServerLimits, serve
+    from nitroguard.transport._compare import (
+        REPLY_SIZE,
+        constant_compare_handler,
+        leaky_compare_handler,
+    )
+
+    secret = bytes.fromhex(SECRET)
+
+    async def replies(handler: object) -> list[bytes]:
+        server = await serve(handler, "tcp://127.0.0.1:0", ServerLimits())  # type: ignore[arg-type]
+        async with server:
+            return await asyncio.to_thread(_ask, str(server.address))
+
+    def _ask(address: str) -> list[bytes]:
+        with BlockingClient(address, timeout=5) as client:
+            return [client.request(g) for g in (secret, bytes.fromhex(WRONG_LAST), b"")]
+
+    assert asyncio.run(replies(leaky_compare_handler(secret, 1e-6))) == [
+        b"ok",
+        b"denied",
+        b"denied",
+    ]
+    ct = asyncio.run(replies(constant_compare_handler(secret)))
+    assert [len(r) for r in ct] == [REPLY_SIZE] * 3
+    assert ct[0].rstrip(b"\0") == b"ok"
+    assert ct[1] == ct[2] == b"denied".ljust(REPLY_SIZE, b"\0")
