@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "audit
 
 from audit_trees import Tree, build_well_configured
 
+from nitroguard._kernel import kstrtobool, parse_cmdline, parse_kernel_version
 from nitroguard.audit import DEFAULT, run
-from nitroguard.audit._kernel import kstrtobool, parse_cmdline, parse_kernel_version
 from nitroguard.audit.parent import (
     MAX_CPU_ID,
     parse_allocator_config,

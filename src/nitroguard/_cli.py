@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from nitroguard import __version__
-from nitroguard._commands import COMMANDS
+from nitroguard._commands import COMMANDS, load
 from nitroguard.errors import ConfigError, Error, Reason
 
 __all__ = ["main"]
@@ -32,8 +32,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser (used by `main` and by the README check)."""
+def _wanted(argv: Sequence[str]) -> list[str]:
+    """The commands to register: only the one named on the command line, when it is
+    unambiguous (the first argument that is not an option), else all of them."""
+    for arg in argv:
+        if arg in {"-h", "--help", "--version"}:
+            break
+        if arg.startswith("-"):
+            continue
+        if arg in COMMANDS:
+            return [arg]
+        break
+    return list(COMMANDS)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser; with `argv`, only for the command it names."""
     parser = _Parser(
         prog="nitroguard",
         description="Harden and check AWS Nitro Enclave applications.",
@@ -44,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for register in COMMANDS:
-        register(sub)
+    for name in COMMANDS if argv is None else _wanted(argv):
+        load(name)(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI and exit with its status code."""
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(

@@ -495,6 +495,8 @@ class TestConfig:
             Verifier(cache_size=-1)
         with pytest.raises(ConfigError, match="timezone-aware"):
             _verifier(pki).verify(pki.document(), at=dt.datetime(2026, 6, 1))
+        with pytest.raises(ConfigError, match="policy must have"):
+            _verifier(pki).verify(pki.document(), "PCR0", at=AT)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="datetime"):
             _verifier(pki).verify(pki.document(), at="2026-06-01")  # type: ignore[arg-type]
 

@@ -1,4 +1,4 @@
-"""SystemProbe and the kernel-fact parsers: bounded, non-blocking, never crashing."""
+"""SystemProbe: bounded, non-blocking, never crashing (kernel parsers: test_kernel_facts)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nitroguard.audit import DEFAULT, SystemProbe, run
-from nitroguard.audit._kernel import kstrtobool, parse_cmdline, parse_kernel_version
 from nitroguard.findings import Status
 
 # --- SystemProbe ---------------------------------------------------------------------
@@ -174,104 +173,6 @@ def test_injected_facts(tmp_path: Path) -> None:
     assert probe.wall_time() == 42.0
     assert probe.monotonic() == 7.0
     assert repr(probe) == f"SystemProbe(root={str(tmp_path)!r})"
-
-
-# --- kernel parsers ------------------------------------------------------------------------
-
-
-def test_parse_cmdline_quotes_and_double_dash() -> None:
-    cmd = parse_cmdline('a=1 b="x y" "c=d e" flag -- init --arg\n')
-    assert cmd.params == (("a", "1"), ("b", "x y"), ("c", "d e"), ("flag", None))
-    assert cmd.init_args == ("init", "--arg")
-    assert cmd.last("b") == "x y"
-    assert cmd.has("flag")
-    assert not cmd.has("init")
-
-
-def test_parse_cmdline_dash_underscore_and_last_wins() -> None:
-    cmd = parse_cmdline("random.trust-cpu=on random.trust_cpu=off x=1 x=2")
-    assert cmd.last("random.trust_cpu") == "off"
-    assert cmd.values("x") == ["1", "2"]
-    assert cmd.last("absent") is None
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("on", True),
-        ("1", True),
-        ("y", True),
-        ("Yes", True),
-        ("true", True),
-        (None, True),
-        ("", True),
-        ("off", False),
-        ("0", False),
-        ("n", False),
-        ("no", False),
-        ("false", False),
-        ("OFF", False),
-        ("o", None),
-        ("maybe", None),
-        ("2", None),
-    ],
-)
-def test_kstrtobool(value: str | None, expected: bool | None) -> None:
-    assert kstrtobool(value) is expected
-
-
-@pytest.mark.parametrize(
-    ("release", "expected"),
-    [
-        ("6.6.79-nitro", (6, 6, 79)),
-        ("4.14.256-209.484.amzn2.x86_64", (4, 14, 256)),
-        ("6.8", (6, 8, 0)),
-        ("5.17.12\n", (5, 17, 12)),
-        ("6.18.44-fc-v657", (6, 18, 44)),
-        ("v6.6", None),
-        ("", None),
-        ("six", None),
-    ],
-)
-def test_parse_kernel_version(release: str, expected: tuple[int, int, int] | None) -> None:
-    assert parse_kernel_version(release) == expected
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=600))
-def test_fuzz_cmdline_never_raises(text: str) -> None:
-    cmd = parse_cmdline(text)
-    for _name, value in cmd.params:
-        assert kstrtobool(value) in (True, False, None)
-    if '"' not in text:
-        # Without quotes the kernel's split is plain whitespace splitting.
-        words = [n if v is None else f"{n}={v}" for n, v in cmd.params]
-        if "--" in text.split():
-            words += ["--", *cmd.init_args]
-        assert words == text.split()
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.text(st.characters(categories=["L", "N"], include_characters="._-"), min_size=1),
-            st.none() | st.text(st.characters(categories=["L", "N", "Zs"]), max_size=10),
-        ),
-        max_size=8,
-    )
-)
-def test_fuzz_cmdline_round_trips_quoted_values(params: list[tuple[str, str | None]]) -> None:
-    params = [(n, v) for n, v in params if n != "--"]
-    text = " ".join(n if v is None else f'{n}="{v}"' for n, v in params)
-    assert list(parse_cmdline(text).params) == [(n, v) for n, v in params]
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=60))
-def test_fuzz_kernel_version_never_raises(text: str) -> None:
-    version = parse_kernel_version(text)
-    assert version is None or all(part >= 0 for part in version)
 
 
 # --- whole-audit fuzz: arbitrary file contents never crash a check --------------------------

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from channel_helpers import aio
 
-from nitroguard.app.demo import Step, _Story
+from nitroguard.app.demo import Step, _Story, run_story
 from nitroguard.nsm import EmulatorPki
 
 EXPECTED_STEPS = [
@@ -87,3 +88,13 @@ async def test_wrong_rejection_reason_fails_the_step(tmp_path: Path) -> None:
         await story.expect_rejection("debug", "pcr_mismatch", debug.address, "pcr_mismatch")
     assert steps[0].passed is False
     assert "[debug_mode]" in steps[0].observed
+
+
+@pytest.mark.vectors
+@aio
+async def test_story_in_process_with_vectors(attestation_vectors_dir: Path) -> None:
+    """The same story in-process (ephemeral PKI), including the real-vector step."""
+    steps = await run_story(EmulatorPki.ephemeral(), vectors=attestation_vectors_dir)
+    assert [s.name for s in steps] == [*EXPECTED_STEPS, "real AWS attestation documents"]
+    failed = [s.to_dict() for s in steps if not s.passed]
+    assert not failed, failed

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from typing import Any
 
-from nitroguard._commands.serve import _positive_float, _positive_int
+from nitroguard._commands.serve import (
+    _positive_float,
+    _positive_int,
+    close_when_stopped,
+    stop_on_signals,
+)
 from nitroguard.transport import Address, parse_address
 from nitroguard.transport.proxy import Allowlist, ProxyConfig, start_proxy
 
@@ -54,30 +58,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 async def _main(config: ProxyConfig) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
     def ready(address: Address) -> None:
         sys.stdout.write(f"listening on {address}\n")
         sys.stdout.flush()
 
-    try:
+    async with stop_on_signals() as stop:
         server, counters = await start_proxy(config, ready=ready)
-        stop_wait = asyncio.ensure_future(stop.wait())
-        closed_wait = asyncio.ensure_future(server.wait_closed())
-        await asyncio.wait([stop_wait, closed_wait], return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        closed_wait.cancel()
-        await server.close()
+        await close_when_stopped(server, stop)
         sys.stderr.write(
             f"nitroguard proxy: stopped; server {server.counters.snapshot()} "
             f"proxy {counters.snapshot()}\n"
         )
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
     return 0
 
 

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 from nitroguard._commands._common import parse_hex
 from nitroguard.errors import ConfigError
-from nitroguard.transport import Address, Handler, ServerLimits, parse_address, serve
+from nitroguard.transport import Address, Handler, Server, ServerLimits, parse_address, serve
 from nitroguard.transport._compare import (
     DEFAULT_DELAY,
     constant_compare_handler,
@@ -213,26 +215,38 @@ def _handler(args: argparse.Namespace) -> Handler:
     return leaky_compare_handler(secret, args.delay_us / 1e6)
 
 
-async def _main(
-    handler: Handler, address: Address, limits: ServerLimits, stats_interval: float | None
-) -> int:
+@contextlib.asynccontextmanager
+async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (handlers removed after)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        server = await serve(handler, address, limits, ready=_ready, stats_interval=stats_interval)
-        stop_wait = asyncio.ensure_future(stop.wait())
-        closed_wait = asyncio.ensure_future(server.wait_closed())
-        await asyncio.wait([stop_wait, closed_wait], return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        closed_wait.cancel()
-        await server.close()
-        counters = server.counters.snapshot()
-        sys.stderr.write(f"nitroguard serve: stopped; counters {counters}\n")
+        yield stop
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def close_when_stopped(server: Server, stop: asyncio.Event) -> None:
+    """Wait until `stop` is set or `server` closes by itself, then close it gracefully."""
+    stop_wait = asyncio.ensure_future(stop.wait())
+    closed_wait = asyncio.ensure_future(server.wait_closed())
+    await asyncio.wait([stop_wait, closed_wait], return_when=asyncio.FIRST_COMPLETED)
+    stop_wait.cancel()
+    closed_wait.cancel()
+    await server.close()
+
+
+async def _main(
+    handler: Handler, address: Address, limits: ServerLimits, stats_interval: float | None
+) -> int:
+    async with stop_on_signals() as stop:
+        server = await serve(handler, address, limits, ready=_ready, stats_interval=stats_interval)
+        await close_when_stopped(server, stop)
+        counters = server.counters.snapshot()
+        sys.stderr.write(f"nitroguard serve: stopped; counters {counters}\n")
     return 0
 
 

@@ -419,9 +419,11 @@ class Verifier:
                 `expired_certificate`, `not_yet_valid_certificate`, `bad_signature`.
             PolicyError: step 7: `debug_mode`, `pcr_mismatch`, `pcr_missing`,
                 `nonce_mismatch`, `stale_document`, `future_document`, ...
-            ConfigError: `at` is naive or not a datetime.
+            ConfigError: `at` is naive or not a datetime, or `policy` is not a policy.
         """
         when = _check_time(at)
+        if policy is not None and not isinstance(policy, Policy):
+            raise ConfigError(f"policy must have verify(doc, *, at), got {policy!r}")
         # (1)-(3) size, COSE, schema: everything is parsed before anything is trusted.
         try:
             doc = AttestationDocument.parse(data)

@@ -12,7 +12,19 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from nitroguard.audit._kernel import Cmdline, kstrtobool, parse_cmdline, parse_kernel_version
+from nitroguard._kernel import (
+    KVM_CLOCK,
+    MIN_RNG_KERNEL,
+    Cmdline,
+    NsmDriver,
+    grade_clock,
+    grade_mitigations,
+    grade_trust_flags,
+    nsm_driver,
+    parse_cmdline,
+    parse_kernel_version,
+    version_text,
+)
 from nitroguard.audit.facts import Facts, first_present
 from nitroguard.findings import Finding, Status
 from nitroguard.nsm import NsmDescription
@@ -50,49 +62,7 @@ AREAS = {
 }
 
 NSM_HWRNG = "nsm-hwrng"
-KVM_CLOCK = "kvm-clock"
 ZERO_PCR = bytes(48)
-
-#: Command-line parameters that switch off one CPU mitigation (Documentation/
-#: admin-guide/kernel-parameters.txt). ``mitigations=off`` (all of them) fails; these warn.
-_MITIGATION_OFF_FLAGS = (
-    "nopti",
-    "nospectre_v1",
-    "nospectre_v2",
-    "nospec_store_bypass_disable",
-    "nospectre_bhb",
-    "noibrs",
-    "noibpb",
-    "nosmap",
-    "nosmep",
-)
-_MITIGATION_OFF_VALUES = {
-    "pti": "off",
-    "spectre_v2": "off",
-    "spectre_v2_user": "off",
-    "spectre_bhi": "off",
-    "spec_store_bypass_disable": "off",
-    "ssbd": "force-off",
-    "mds": "off",
-    "tsx_async_abort": "off",
-    "l1tf": "off",
-    "mmio_stale_data": "off",
-    "retbleed": "off",
-    "srbds": "off",
-    "gather_data_sampling": "off",
-    "reg_file_data_sampling": "off",
-    "spec_rstack_overflow": "off",
-    "kpti": "0",
-}
-
-#: CVE-2026-68179 ("misc: nsm: only unlock nsm_dev on post-lock error paths"): any
-#: user of the 0666 /dev/nsm can unlock a mutex it never took. Affected upstream ranges
-#: from the OSV advisory (spec/nsm-protocol.md §3.2).
-_NSM_CVE_RANGES = (
-    ((6, 8, 0), (6, 12, 101)),
-    ((6, 13, 0), (6, 18, 42)),
-    ((6, 19, 0), (7, 1, 6)),
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,7 +76,7 @@ class Options:
         warn_clock_skew: TIME-3 warns above this many seconds.
     """
 
-    min_kernel: tuple[int, int, int] = (5, 17, 12)
+    min_kernel: tuple[int, int, int] = MIN_RNG_KERNEL
     max_clock_skew: float = 10.0
     warn_clock_skew: float = 1.0
 
@@ -135,10 +105,6 @@ class Check:
 
 def _cmdline(facts: Facts) -> Cmdline | None:
     return None if facts.cmdline.raw is None else parse_cmdline(facts.cmdline.raw)
-
-
-def _version_text(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
 
 
 # --- environment -------------------------------------------------------------------
@@ -222,30 +188,16 @@ def check_rng2(facts: Facts, options: Options) -> Finding:
     cmdline = _cmdline(facts)
     if cmdline is None:
         return Finding("RNG-2", title, Status.FAIL, facts.cmdline.describe(), fix)
-    states = []
-    ok = True
-    for name in ("random.trust_cpu", "random.trust_bootloader"):
-        if not cmdline.has(name):
-            states.append(f"{name} not set (kernel default: trusted)")
-            ok = False
-            continue
-        value = cmdline.last(name)
-        shown = f"{name}={value}" if value is not None else name
-        parsed = kstrtobool(value)
-        if parsed is False:
-            states.append(f"{shown} (off)")
-        else:
-            states.append(f"{shown} ({'on' if parsed else 'unparseable'})")
-            ok = False
-    evidence = f"{facts.cmdline.path}: " + ", ".join(states)
-    if ok:
+    verdict = grade_trust_flags(cmdline)
+    evidence = f"{facts.cmdline.path}: {verdict.evidence}"
+    if verdict.ok:
         return Finding("RNG-2", title, Status.PASS, evidence)
     return Finding("RNG-2", title, Status.FAIL, evidence, fix)
 
 
 def check_rng3(facts: Facts, options: Options) -> Finding:
     """RNG-3: a kernel with the 2022 RNG rework (>= 5.17.12)."""
-    want = _version_text(options.min_kernel)
+    want = version_text(options.min_kernel)
     title = f"Kernel >= {want} (2022 RNG rework)"
     fix = (
         f"Use a kernel >= {want}; in practice the current AWS sdk-bootstrap 6.6 LTS kernel "
@@ -347,20 +299,10 @@ def check_time2(facts: Facts, options: Options) -> Finding:
     cmdline = _cmdline(facts)
     if cmdline is None:
         return Finding("TIME-2", title, Status.FAIL, facts.cmdline.describe(), fix)
-    problems = []
-    if cmdline.has("no-kvmclock"):
-        problems.append("no-kvmclock")
-    sources = cmdline.values("clocksource")
-    if sources and sources[-1] != KVM_CLOCK:
-        problems.append(f"clocksource={sources[-1]}")
-    if problems:
-        return Finding(
-            "TIME-2", title, Status.FAIL, f"{facts.cmdline.path}: {', '.join(problems)}", fix
-        )
-    if sources:
-        evidence = f"{facts.cmdline.path}: clocksource={KVM_CLOCK}"
-    else:
-        evidence = f"{facts.cmdline.path}: no no-kvmclock, no clocksource= override"
+    verdict = grade_clock(cmdline)
+    evidence = f"{facts.cmdline.path}: {verdict.evidence}"
+    if verdict.problems:
+        return Finding("TIME-2", title, Status.FAIL, evidence, fix)
     return Finding("TIME-2", title, Status.PASS, evidence)
 
 
@@ -454,14 +396,10 @@ def check_cpu1(facts: Facts, options: Options) -> Finding:
     failing: list[str] = []
     warning: list[str] = []
     if cmdline is not None:
-        if (cmdline.last("mitigations") or "").lower() == "off":
+        verdict = grade_mitigations(cmdline)
+        if verdict.all_off:
             failing.append(f"{facts.cmdline.path}: mitigations=off")
-        warning.extend(
-            f"{facts.cmdline.path}: {flag}" for flag in _MITIGATION_OFF_FLAGS if cmdline.has(flag)
-        )
-        for name, off in _MITIGATION_OFF_VALUES.items():
-            if (cmdline.last(name) or "").lower() == off:
-                warning.append(f"{facts.cmdline.path}: {name}={off}")
+        warning.extend(f"{facts.cmdline.path}: {switch}" for switch in verdict.switches)
     if facts.vulnerabilities is None:
         warning.append("/sys/devices/system/cpu/vulnerabilities: absent (kernel too old?)")
     else:
@@ -563,10 +501,6 @@ def check_mem_overcommit(facts: Facts, options: Options) -> Finding:
 # --- NSM driver (§2.8) ----------------------------------------------------------------------
 
 
-def _in_ranges(version: tuple[int, int, int]) -> bool:
-    return any(lo <= version < hi for lo, hi in _NSM_CVE_RANGES)
-
-
 def check_nsm1(facts: Facts, options: Options) -> Finding:
     """NSM-1: a maintained NSM driver generation."""
     title = "Maintained NSM driver"
@@ -588,45 +522,30 @@ def check_nsm1(facts: Facts, options: Options) -> Finding:
     version = parse_kernel_version(release) if release is not None else None
     if version is None:
         return Finding("NSM-1", title, Status.WARN, evidence + " (version unknown)", fix)
-    if version < (6, 6, 0):
-        return Finding(
-            "NSM-1",
-            title,
-            Status.FAIL,
-            evidence + " (pre-6.6 kernel: the out-of-tree nsm.ko generation)",
-            fix,
-        )
-    if version[:2] == (6, 6):
+    driver = nsm_driver(version)
+    note = f"{evidence} ({driver.value})"
+    if driver is NsmDriver.AWS_BACKPORT:
+        return Finding("NSM-1", title, Status.PASS, note)
+    if driver is NsmDriver.UPSTREAM_FIXED:
         return Finding(
             "NSM-1",
             title,
             Status.PASS,
-            evidence + " (AWS 6.6 backport of the upstream driver generation)",
+            f"{evidence} ({driver.value}; the Oct 2026 CBOR short-length fix may not be "
+            "released yet: keep the kernel current)",
         )
-    if version < (6, 8, 0):
+    if driver is NsmDriver.OUT_OF_TREE:
+        return Finding("NSM-1", title, Status.FAIL, note, fix)
+    if driver is NsmDriver.UPSTREAM_CVE:
         return Finding(
             "NSM-1",
             title,
             Status.WARN,
-            evidence + " (6.7: no upstream NSM driver; out-of-tree module)",
-            fix,
-        )
-    if _in_ranges(version):
-        return Finding(
-            "NSM-1",
-            title,
-            Status.WARN,
-            evidence + " (upstream driver; in the range affected by CVE-2026-68179)",
+            note,
             "Update to a kernel with 'misc: nsm: only unlock nsm_dev on post-lock error "
             "paths' (6.12.101, 6.18.42, 7.1.6 or later). " + _KERNEL_NOTE,
         )
-    return Finding(
-        "NSM-1",
-        title,
-        Status.PASS,
-        evidence + " (upstream driver with the CVE-2026-68179 fix; the Oct 2026 CBOR "
-        "short-length fix may not be released yet: keep the kernel current)",
-    )
+    return Finding("NSM-1", title, Status.WARN, note, fix)  # NO_UPSTREAM (6.7)
 
 
 def _describe_text(description: NsmDescription) -> str:

@@ -16,7 +16,7 @@ from typing import Protocol
 from cryptography import x509
 
 from nitroguard.attestation import Verifier
-from nitroguard.audit.clock import SelfAttestation, self_attest
+from nitroguard.audit.clock import AttestingNsm, SelfAttestation, self_attest
 from nitroguard.audit.parent import (
     ALLOCATOR_PATH,
     CPU_DIR,
@@ -59,21 +59,12 @@ MAX_DIR_ENTRIES = 256
 BUILD_DATE = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 
 
-class AuditNsm(Protocol):
-    """The part of `nitroguard.nsm.Nsm` the audit uses."""
+class AuditNsm(AttestingNsm, Protocol):
+    """The part of `nitroguard.nsm.Nsm` the audit uses: self-attestation plus describes."""
 
     def describe_nsm(self) -> NsmDescription: ...
 
     def describe_pcr(self, index: int) -> PcrDescription: ...
-
-    def get_attestation(
-        self,
-        user_data: bytes | None = None,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-    ) -> bytes: ...
-
-    def get_random(self, n: int) -> bytes: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from typing import Any
 
 from ._format import SectionType
@@ -103,7 +104,7 @@ def _digests(source: EifSource, image: EifImage) -> tuple[dict[int, bytes], byte
         fh = source
     try:
         src = _Source(fh, "image")
-        buf = bytearray(1024 * 1024)
+        buf = itertools.repeat(bytearray(1024 * 1024))
         whole = hashlib.sha384()
         for chunk in src.chunks(0, src.size, buf):
             whole.update(chunk)

@@ -16,6 +16,7 @@ close to one SHA-384 pass.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -27,12 +28,15 @@ from ._format import crc32_shift, crc32_shift_operator
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["PCR_SIZE", "ZERO_PCR", "Measurements", "extend_from_zero", "pcr_of_bytes"]
+__all__ = ["PCR_SIZE", "RING", "ZERO_PCR", "Measurements", "extend_from_zero", "pcr_of_bytes"]
 
 PCR_SIZE = 48
 ZERO_PCR = bytes(PCR_SIZE)
 #: Below this, handing a chunk to the worker thread costs more than it saves.
 _PARALLEL_MIN = 256 * 1024
+#: Read buffers the reader rotates through; the main thread may run RING - 1 chunks
+#: ahead of the worker.
+RING = 4
 
 
 def extend_from_zero(inner_digest: bytes) -> bytes:
@@ -82,16 +86,32 @@ class _Measurer:
     """
 
     def __init__(self, crc: int = 0, chunk_size: int = 0) -> None:
-        self.crc = crc
+        self._crc = crc
         self._h0: _Hash = hashlib.sha384()
         # None while PCR1's content is still a prefix of PCR0's (they share `_h0`).
         self._h1: _Hash | None = None
         self._h2: _Hash = hashlib.sha384()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # Work handed to the worker thread, oldest first. The worker is a single FIFO
+        # thread, so its hash updates happen in order; the main thread runs ahead by
+        # at most RING - 1 chunks (the reader rotates RING buffers, so a buffer is
+        # never refilled while the worker still reads it). Running ahead instead of
+        # joining on every chunk keeps both threads busy on a loaded machine.
+        self._inflight: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
         # Full-size chunks have their CRC split in two halves, one per thread, joined
         # with a precomputed shift operator (zlib's crc32_combine, kept as a matrix).
+        # (crc of the head half, future crc of the tail half), in stream order.
+        self._pending: collections.deque[tuple[int, concurrent.futures.Future[int]]] = (
+            collections.deque()
+        )
         self._split = chunk_size // 2 if chunk_size >= 2 * _PARALLEL_MIN else 0
         self._shift: list[int] | None = None
+
+    @property
+    def crc(self) -> int:
+        """The CRC-32 of everything fed so far (waits for the worker's share)."""
+        self._fold(block=True)
+        return self._crc
 
     def _workers(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
@@ -100,20 +120,39 @@ class _Measurer:
             )
         return self._pool
 
+    def _track(self, future: concurrent.futures.Future[Any]) -> None:
+        self._inflight.append(future)
+        while len(self._inflight) > RING - 1:
+            self._inflight.popleft().result()
+        while self._inflight and self._inflight[0].done():
+            self._inflight.popleft().result()
+
+    def _fold(self, *, block: bool) -> None:
+        """Fold finished split-CRC halves into the running CRC, in stream order."""
+        while self._pending and (block or self._pending[0][1].done()):
+            head, tail = self._pending.popleft()
+            if self._shift is None:
+                self._shift = crc32_shift_operator(self._split)
+            self._crc = crc32_shift(
+                self._shift, crc32_shift(self._shift, self._crc, head), tail.result()
+            )
+
     def crc_only(self, data: bytes | memoryview) -> None:
-        self.crc = zlib.crc32(data, self.crc)
+        self._fold(block=True)
+        self._crc = zlib.crc32(data, self._crc)
 
     def shared(self, data: bytes | memoryview) -> None:
         """Bytes measured by PCR0 and PCR1."""
         if self._h1 is None:
             # Still a common prefix: one state serves both PCRs.
+            self._fold(block=True)
             if len(data) < _PARALLEL_MIN:
                 self._h0.update(data)
-                self.crc = zlib.crc32(data, self.crc)
+                self._crc = zlib.crc32(data, self._crc)
                 return
-            future = self._workers().submit(zlib.crc32, data, self.crc)
+            future = self._workers().submit(zlib.crc32, data, self._crc)
             self._h0.update(data)
-            self.crc = future.result()
+            self._crc = future.result()
             return
         # Unusual order (kernel or cmdline after a later ramdisk): two states needed.
         self._parallel(data, self._h0, self._h1)
@@ -132,9 +171,10 @@ class _Measurer:
 
     def _parallel(self, data: bytes | memoryview, a: _Hash, b: _Hash) -> None:
         if len(data) < _PARALLEL_MIN:
+            self._drain()
             a.update(data)
             b.update(data)
-            self.crc = zlib.crc32(data, self.crc)
+            self._crc = zlib.crc32(data, self._crc)
             return
         pool = self._workers()
         if self._split and len(data) == 2 * self._split:
@@ -142,28 +182,34 @@ class _Measurer:
             head, tail = view[: self._split], view[self._split :]
             future = pool.submit(self._update_and_crc, b, data, tail)
             a.update(data)
-            crc_head = zlib.crc32(head)
-            crc_tail = future.result()
-            if self._shift is None:
-                self._shift = crc32_shift_operator(self._split)
-            self.crc = crc32_shift(
-                self._shift, crc32_shift(self._shift, self.crc, crc_head), crc_tail
-            )
+            self._pending.append((zlib.crc32(head), future))
+            self._track(future)
+            self._fold(block=False)
             return
+        self._fold(block=True)
         waiter = pool.submit(b.update, data)
         a.update(data)
-        self.crc = zlib.crc32(data, self.crc)
-        # The caller reuses the buffer after we return: wait for the worker.
-        waiter.result()
+        self._crc = zlib.crc32(data, self._crc)
+        self._track(waiter)
+
+    def _drain(self) -> None:
+        """Wait for all work handed to the worker (before touching its hash states)."""
+        while self._inflight:
+            self._inflight.popleft().result()
+        self._fold(block=True)
 
     def close(self) -> None:
-        """Stop the worker thread, if one was started."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Finish the worker's share and stop the worker thread, if one was started."""
+        try:
+            self._drain()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def result(self, pcr8: bytes | None) -> Measurements:
         """Finalize the PCRs (does not disturb the running states)."""
+        self._drain()
         h1 = self._h1 if self._h1 is not None else self._h0
         return Measurements(
             pcr0=extend_from_zero(self._h0.digest()),

@@ -39,7 +39,7 @@ from ._format import (
     check_u64,
     section_type_name,
 )
-from ._measure import Measurements, _Measurer
+from ._measure import RING, Measurements, _Measurer
 from ._signature import SignatureReport, SignatureSection, check, parse_signature_section
 
 __all__ = [
@@ -56,7 +56,7 @@ MAX_CMDLINE_SIZE = 64 * 1024
 MAX_METADATA_SIZE = 1024 * 1024
 #: The kernel prefix kept to read the bzImage version string (setup header, spec-free).
 _KERNEL_PREFIX = 64 * 1024
-_DEFAULT_CHUNK = 4 * 1024 * 1024
+_DEFAULT_CHUNK = 2 * 1024 * 1024
 #: nitro-cli's sequential walk can be sent through crafted bytes; we follow it this far.
 _MAX_WALK = MAX_NUM_SECTIONS + 1
 
@@ -188,12 +188,15 @@ class _Source:
             )
         return data
 
-    def chunks(self, offset: int, size: int, buf: bytearray) -> Iterator[memoryview]:
-        view = memoryview(buf)
+    def chunks(self, offset: int, size: int, buffers: Iterator[bytearray]) -> Iterator[memoryview]:
+        """Yield the bytes [offset, offset + size) in chunks, each read into the next
+        buffer of `buffers` (a rotation: the previous chunk may still be in use)."""
         try:
             self.fh.seek(offset)
             remaining = size
             while remaining:
+                buf = next(buffers)
+                view = memoryview(buf)
                 want = min(remaining, len(buf))
                 got = self.fh.readinto(view[:want])  # type: ignore[attr-defined]
                 if not got:
@@ -206,8 +209,6 @@ class _Source:
                 yield view[:got]
         except (OSError, ValueError) as exc:
             raise Error(f"{self.name}: read failed: {exc}", Reason.UNREADABLE_INPUT) from exc
-        finally:
-            view.release()
 
 
 def _validate_header(header: EifHeader) -> None:
@@ -420,9 +421,6 @@ def _parse_metadata(raw: bytes) -> Any:
         raise EifError("metadata JSON nests too deeply", Reason.BAD_METADATA) from None
 
 
-_VERSION_RE = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
-
-
 _BANNER = b"Linux version "
 _BANNER_RE = re.compile(re.escape(_BANNER))
 _BANNER_MAX = 200
@@ -454,7 +452,7 @@ class _BannerScanner:
         if at >= 0:
             start = at + len(_BANNER) - len(self._tail)
         else:
-            # `re` searches the buffer in place: no copy of the (4 MiB) chunk.
+            # `re` searches the buffer in place: no copy of the (2 MiB) chunk.
             match = _BANNER_RE.search(chunk)
             if match is None:
                 self._tail = (self._tail + bytes(chunk[-keep:]))[-keep:]
@@ -482,14 +480,6 @@ class _BannerScanner:
             self._finish(final=True)
 
 
-def parse_kernel_version(text: str) -> tuple[int, int, int] | None:
-    """``"6.6.12-amzn ..."`` -> ``(6, 6, 12)``; None when it does not start with a version."""
-    m = _VERSION_RE.match(text)
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-
-
 def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
     if source.size < HEADER_SIZE:
         raise EifError(
@@ -505,7 +495,8 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
 
     measurer = _Measurer(chunk_size=chunk_size)
     measurer.crc_only(header_bytes[:CRC_OFFSET])
-    buf = bytearray(chunk_size)
+    # One rotation across all sections: the worker may still read a previous chunk.
+    buffers = itertools.cycle([bytearray(chunk_size) for _ in range(RING)])
     kept: dict[SectionType, bytearray] = {}
     kernel_prefix = bytearray()
     banner = _BannerScanner()
@@ -523,7 +514,7 @@ def _read(source: _Source, *, check_crc: bool, chunk_size: int) -> EifImage:
                 feed = measurer.crc_only
             keep = s.type in (SectionType.CMDLINE, SectionType.METADATA, SectionType.SIGNATURE)
             store = kept.setdefault(s.type, bytearray()) if keep else None
-            for chunk in source.chunks(s.data_offset, s.size, buf):
+            for chunk in source.chunks(s.data_offset, s.size, buffers):
                 feed(chunk)
                 if store is not None:
                     store += chunk
@@ -573,8 +564,9 @@ def read_eif(
     Args:
         source: a path, the image bytes, or a seekable binary file object.
         check_crc: raise on a CRC mismatch (False: report it via `EifImage.crc_ok`).
-        chunk_size: the read buffer size (memory use is about this, plus the
-            cmdline, metadata and signature sections, each bounded).
+        chunk_size: the size of each of the 4 rotating read buffers (memory use is
+            about 4 x this, plus the cmdline, metadata and signature sections, each
+            bounded).
 
     Returns:
         The parsed image with its measurements.
