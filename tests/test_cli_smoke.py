@@ -48,3 +48,16 @@ def test_help_lists_every_command() -> None:
     text = build_parser().format_help()
     for name in COMMANDS:
         assert name in text
+
+
+def test_closed_stdout_is_not_a_traceback() -> None:
+    """`nitroguard ... | head` closes the pipe early: no BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nitroguard", "scan", __file__, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first write
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err

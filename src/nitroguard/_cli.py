@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -82,4 +83,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write(f"nitroguard: {exc.diagnostics()}\n")
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader went away (`nitroguard ... | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        code = EXIT_FAILED
     sys.exit(code)
