@@ -38,9 +38,11 @@ __all__ = [
     "grade_clock",
     "grade_mitigations",
     "grade_trust_flags",
+    "kaslr_disabled",
     "kstrtobool",
     "nsm_driver",
     "parse_cmdline",
+    "parse_kernel_config",
     "parse_kernel_version",
     "version_text",
 ]
@@ -420,3 +422,49 @@ def nsm_driver(version: tuple[int, int, int]) -> NsmDriver:
     if any(lo <= version < hi for lo, hi in NSM_CVE_RANGES):
         return NsmDriver.UPSTREAM_CVE
     return NsmDriver.UPSTREAM_FIXED
+
+
+# --- KASLR and the kernel configuration (MEM-3) ---------------------------------------------
+
+
+def kaslr_disabled(cmdline: Cmdline) -> str | None:
+    """MEM-3: why the command line turns KASLR off, or None if it does not.
+
+    The x86 decompressor looks for ``nokaslr`` with ``cmdline_find_option_bool``
+    (arch/x86/lib/cmdline.c), which scans the whole command line word by word and
+    does not stop at ``--``: so ``nokaslr`` after ``--`` disables KASLR as well.
+    """
+    if cmdline.has("nokaslr"):
+        return "nokaslr"
+    if "nokaslr" in cmdline.init_args:
+        return "nokaslr (after --, but the x86 boot code still honours it)"
+    return None
+
+
+_CONFIG_SET_RE = re.compile(r"(CONFIG_[A-Za-z0-9_]{1,128})=(.{0,4096})")
+_CONFIG_UNSET_RE = re.compile(r"# (CONFIG_[A-Za-z0-9_]{1,128}) is not set")
+
+
+def parse_kernel_config(text: str) -> dict[str, str | None]:
+    """Parse a kernel ``.config`` (as in ``/proc/config.gz``) into ``{name: value}``.
+
+    ``CONFIG_X=y`` -> ``"y"``; ``# CONFIG_X is not set`` -> None; other lines
+    (comments, blanks, garbage) are ignored. Never raises.
+
+    Args:
+        text: the decompressed configuration text (the caller bounds its size).
+
+    Returns:
+        The options, in file order; a later line overrides an earlier one.
+    """
+    options: dict[str, str | None] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        match = _CONFIG_SET_RE.fullmatch(line)
+        if match is not None:
+            options[match[1]] = match[2]
+            continue
+        match = _CONFIG_UNSET_RE.fullmatch(line)
+        if match is not None:
+            options[match[1]] = None
+    return options

@@ -9,6 +9,7 @@ symlinked in, or the test is skipped with the reason).
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import stat
 from collections.abc import Callable
@@ -31,6 +32,13 @@ AWS_DEFAULT_CMDLINE = (
     "virtio_mmio.device=4K@0xd0001000:6\n"
 )
 LAPTOP_CMDLINE = "BOOT_IMAGE=/vmlinuz-6.8.0-45-generic root=UUID=1234 ro quiet splash\n"
+
+#: An excerpt of a hardened enclave kernel's .config (KASLR on, kvm-clock, NSM).
+HARDENED_CONFIG = (
+    "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86 6.6.79 Kernel Configuration\n#\n"
+    "CONFIG_64BIT=y\nCONFIG_RANDOMIZE_BASE=y\nCONFIG_PARAVIRT_CLOCK=y\nCONFIG_KVM_GUEST=y\n"
+    "CONFIG_NSM=y\nCONFIG_IKCONFIG_PROC=y\n# CONFIG_MODULES is not set\n"
+)
 
 MITIGATED = {
     "meltdown": "Mitigation: PTI\n",
@@ -117,6 +125,10 @@ class Tree:
         self.write("/sys/class/misc/nsm/dev", f"10:{minor}\n")
         self.write("/sys/bus/virtio/devices/virtio1/device", "0x0021\n")
 
+    def kernel_config(self, text: str) -> None:
+        """Write /proc/config.gz (CONFIG_IKCONFIG_PROC) from `text`."""
+        self.write("/proc/config.gz", gzip.compress(text.encode()))
+
     def probe(self, **kwargs: object) -> SystemProbe:
         defaults: dict[str, object] = {"getrandom_ready": True, "wall_clock": lambda: NOW}
         defaults.update(kwargs)
@@ -134,6 +146,7 @@ def build_well_configured(tree: Tree) -> Tree:
     tree.vulnerabilities(MITIGATED)
     tree.memory()
     tree.nsm_device()
+    tree.kernel_config(HARDENED_CONFIG)
     return tree
 
 

@@ -116,7 +116,7 @@ def test_smoke_on_this_machine() -> None:
     doc = json.loads(out.stdout)
     ids = [f["id"] for f in doc["findings"]]
     assert ids[0] == "ENV-1"
-    assert len(ids) == len(set(ids)) == 19
+    assert len(ids) == len(set(ids)) == 20
     env = doc["findings"][0]
     if env["status"] == "skip":  # not an enclave: everything is skip, nothing fails
         assert out.returncode == 0
@@ -125,3 +125,19 @@ def test_smoke_on_this_machine() -> None:
     table = audit()
     assert table.returncode == out.returncode
     assert "summary:" in table.stdout
+
+
+def test_mem3_kaslr_gap_reported_in_json(make_tree: MakeTree) -> None:
+    tree = make_tree("well_configured")
+    tree.kernel_config("# CONFIG_RANDOMIZE_BASE is not set\nCONFIG_PARAVIRT_CLOCK=y\n")
+    code, doc = audit_json("--root", str(tree.root), "--only", "MEM-3")
+    assert code == 0  # a warning, not a failure
+    (finding,) = doc["findings"]
+    assert finding["id"] == "MEM-3"
+    assert finding["status"] == "warn"
+    assert "CONFIG_RANDOMIZE_BASE is not set" in finding["evidence"]
+    tree.write("/proc/cmdline", "console=ttyS0 nokaslr\n")
+    code, doc = audit_json("--root", str(tree.root), "--only", "MEM-3")
+    assert code == 1
+    assert doc["findings"][0]["status"] == "fail"
+    assert "/proc/cmdline has nokaslr" in doc["findings"][0]["evidence"]

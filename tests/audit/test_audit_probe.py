@@ -193,6 +193,7 @@ _FILES = [
     "/sys/class/misc/nsm/dev",
     "/sys/bus/virtio/devices/virtio0/device",
     "/sys/class/ptp/ptp0/clock_name",
+    "/proc/config.gz",  # MEM-3: raw bytes here are (almost always) not gzip
 ]
 
 

@@ -43,6 +43,7 @@ def test_well_configured_enclave_passes_every_file_check(make_tree: MakeTree) ->
         "TIME-4": "pass",
         "CPU-1": "pass",
         "MEM-SWAP": "pass",
+        "MEM-3": "pass",
         "MEM-2": "pass",
         "MEM-OVERCOMMIT": "pass",
         "NSM-1": "pass",
@@ -459,6 +460,7 @@ def test_memory_reports(
         "MEM-SWAP": "pass",
         "MEM-2": mem2,
         "MEM-OVERCOMMIT": over,
+        "MEM-3": "pass",
     }
     assert f"panic_on_oom = {panic!r}" in found["MEM-2"].evidence
     assert "overcommit_memory" in found["MEM-OVERCOMMIT"].evidence

@@ -20,8 +20,10 @@ from nitroguard._kernel import (
     grade_clock,
     grade_mitigations,
     grade_trust_flags,
+    kaslr_disabled,
     nsm_driver,
     parse_cmdline,
+    parse_kernel_config,
     parse_kernel_version,
     version_text,
 )
@@ -498,6 +500,69 @@ def check_mem_overcommit(facts: Facts, options: Options) -> Finding:
     )
 
 
+#: Kernel options MEM-3 reports: KASLR itself, then evidence for TIME-2's kernel side
+#: (kvm-clock needs both) and for the NSM driver.
+MEM3_OPTIONS = ("CONFIG_RANDOMIZE_BASE", "CONFIG_PARAVIRT_CLOCK", "CONFIG_KVM_GUEST", "CONFIG_NSM")
+
+
+def _config_value(options: dict[str, str | None], name: str) -> str:
+    if name not in options:
+        return f"{name} absent"
+    value = options[name]
+    return f"{name} is not set" if value is None else f"{name}={value}"
+
+
+def check_mem3(facts: Facts, options: Options) -> Finding:
+    """MEM-3: know the kernel's hardening gaps: KASLR (``nokaslr``, CONFIG_RANDOMIZE_BASE)."""
+    title = "Kernel hardening: KASLR on"
+    fix = (
+        "Build the enclave kernel with CONFIG_RANDOMIZE_BASE=y (the AWS enclave kernel "
+        "configs leave it unset) and keep nokaslr off the command line, or accept the gap "
+        "explicitly (waive MEM-3) and record why. " + _KERNEL_NOTE
+    )
+    parts: list[str] = []
+    cmdline = _cmdline(facts)
+    disabled = None if cmdline is None else kaslr_disabled(cmdline)
+    if cmdline is None:
+        parts.append(facts.cmdline.describe())
+    elif disabled is not None:
+        parts.append(f"{facts.cmdline.path} has {disabled}")
+    else:
+        parts.append(f"{facts.cmdline.path}: no nokaslr")
+    config = facts.kernel_config
+    status = Status.FAIL if disabled is not None else Status.PASS
+    if config.raw is None:
+        parts.append(config.describe())
+        evidence = "; ".join(parts)
+        if status is Status.FAIL:
+            return Finding("MEM-3", title, status, evidence, fix)
+        if config.absent:
+            return Finding(
+                "MEM-3",
+                title,
+                Status.SKIP,
+                evidence + " (kernel built without CONFIG_IKCONFIG_PROC: no config to read; "
+                "inspect the kernel config of the EIF build instead)",
+            )
+        return Finding("MEM-3", title, Status.WARN, evidence, "Kernel config unreadable. " + fix)
+    parsed = parse_kernel_config(config.raw)
+    shown = ", ".join(_config_value(parsed, name) for name in MEM3_OPTIONS)
+    parts.append(f"{config.path} ({len(parsed)} options): {shown}")
+    if parsed.get("CONFIG_RANDOMIZE_BASE") != "y":
+        parts.append("KASLR absent: kernel addresses are fixed and known from the image")
+        if status is Status.PASS:
+            status = Status.WARN
+    missing_clock = [
+        name for name in ("CONFIG_PARAVIRT_CLOCK", "CONFIG_KVM_GUEST") if parsed.get(name) != "y"
+    ]
+    if missing_clock:
+        parts.append(f"TIME-2 kernel side: {', '.join(missing_clock)} not =y (no kvm-clock)")
+    evidence = "; ".join(parts)
+    if status is Status.PASS:
+        return Finding("MEM-3", title, status, evidence)
+    return Finding("MEM-3", title, status, evidence, fix)
+
+
 # --- NSM driver (§2.8) ----------------------------------------------------------------------
 
 
@@ -725,6 +790,7 @@ DEFAULT: tuple[Check, ...] = (
     Check("MEM-SWAP", "Swap is off", check_mem_swap),
     Check("MEM-2", "Out-of-memory stops the enclave (vm.panic_on_oom)", check_mem2),
     Check("MEM-OVERCOMMIT", "Memory overcommit mode", check_mem_overcommit),
+    Check("MEM-3", "Kernel hardening: KASLR on", check_mem3),
     Check("NSM-1", "Maintained NSM driver", check_nsm1),
     Check("NSM-2", "/dev/nsm present and DescribeNSM answers", check_nsm2),
     Check("NSM-3", "/dev/nsm is not world-accessible", check_nsm3),

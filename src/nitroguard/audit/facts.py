@@ -50,6 +50,8 @@ CLOCKSOURCE_DIR = "/sys/devices/system/clocksource/clocksource0"
 VULN_DIR = "/sys/devices/system/cpu/vulnerabilities"
 #: The NSM's virtio device id (VIRTIO_ID_NITRO_SEC_MOD = 33), as sysfs prints it.
 NSM_VIRTIO_ID = 0x21
+#: The running kernel's configuration (CONFIG_IKCONFIG_PROC=y), gzip-compressed.
+KERNEL_CONFIG_PATH = "/proc/config.gz"
 PTP_NODES = ("/dev/ptp0", "/dev/ptp_ena", "/dev/ptp_kvm")
 #: Upper bounds on directory scans (a hostile or odd tree must not make us read forever).
 MAX_DIR_ENTRIES = 256
@@ -117,6 +119,7 @@ class Facts:
     dev_nsm: NodeInfo | None
     misc_nsm_dev: FileRead
     nsm_virtio: tuple[str, ...]
+    kernel_config: FileRead
     wall_time: float | None
     build_date: dt.datetime = BUILD_DATE
     nsm: NsmFacts | None = None
@@ -231,6 +234,7 @@ def gather(
         dev_nsm=probe.node("/dev/nsm"),
         misc_nsm_dev=probe.read("/sys/class/misc/nsm/dev"),
         nsm_virtio=tuple(nsm_virtio),
+        kernel_config=probe.read_gzip(KERNEL_CONFIG_PATH),
         wall_time=probe.wall_time(),
         build_date=build_date,
         nsm=None

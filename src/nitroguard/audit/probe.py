@@ -19,6 +19,7 @@ import errno
 import os
 import stat
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,11 @@ __all__ = ["FileRead", "NodeInfo", "SystemProbe"]
 #: Upper bound on one file read. sysfs attributes are at most one page; /proc/cmdline
 #: at most a few KiB. A larger file is not what we expect to read, so it is refused.
 MAX_READ = 64 * 1024
+#: /proc/config.gz is about 30-60 KiB compressed and 150-300 KiB of text; the caps leave
+#: room for large configs while bounding what a hostile or odd tree can cost (a gzip
+#: bomb is refused once it passes MAX_GZIP_SIZE, not expanded).
+MAX_GZIP_COMPRESSED = 1024 * 1024
+MAX_GZIP_SIZE = 4 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,6 +162,64 @@ class SystemProbe:
         Returns:
             A `FileRead` with the raw text, or with `error` set.
         """
+        data = self._read_bytes(path, self._max_read)
+        if isinstance(data, FileRead):
+            return data
+        return FileRead(path, data.decode("utf-8", errors="replace"))
+
+    def read_gzip(
+        self,
+        path: str,
+        *,
+        max_compressed: int = MAX_GZIP_COMPRESSED,
+        max_size: int = MAX_GZIP_SIZE,
+    ) -> FileRead:
+        """Read and decompress a small gzip file such as ``/proc/config.gz``.
+
+        Decompression streams with a cap, so a gzip bomb costs at most `max_size`
+        bytes of memory and is refused, not expanded. Never raises for I/O or
+        format problems: they are reported in `FileRead.error`.
+
+        Args:
+            path: the absolute path inside the audited system.
+            max_compressed: the largest compressed file read.
+            max_size: the largest decompressed size accepted.
+
+        Returns:
+            A `FileRead` with the decompressed text, or with `error` set.
+        """
+        data = self._read_bytes(path, max_compressed)
+        if isinstance(data, FileRead):
+            return data
+        # wbits=31: exactly one gzip member (header and CRC32/ISIZE trailer checked).
+        inflater = zlib.decompressobj(wbits=31)
+        out: list[bytes] = []
+        total = 0
+        pending = data
+        try:
+            while pending and not inflater.eof:
+                # max_length bounds each step, so output never exceeds the cap + 1.
+                chunk = inflater.decompress(pending, max_size + 1 - total)
+                out.append(chunk)
+                total += len(chunk)
+                if total > max_size:
+                    return FileRead(
+                        path, None, f"decompresses to more than {max_size} bytes; refused"
+                    )
+                # Terminates: a step either fills max_length (total grows toward the
+                # cap) or consumes all input (unconsumed_tail is empty).
+                pending = inflater.unconsumed_tail
+        except zlib.error as exc:
+            return FileRead(path, None, f"not valid gzip: {exc}")
+        if not inflater.eof:
+            return FileRead(path, None, "not valid gzip: truncated stream")
+        if inflater.unused_data:
+            return FileRead(
+                path, None, f"not valid gzip: {len(inflater.unused_data)} bytes after the stream"
+            )
+        return FileRead(path, b"".join(out).decode("utf-8", errors="replace"))
+
+    def _read_bytes(self, path: str, limit: int) -> bytes | FileRead:
         host = self._host_path(path)
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
         try:
@@ -175,19 +239,19 @@ class SystemProbe:
                 return FileRead(path, None, "not a regular file")
             chunks: list[bytes] = []
             total = 0
-            while total <= self._max_read:
-                chunk = os.read(fd, self._max_read + 1 - total)
+            while total <= limit:
+                chunk = os.read(fd, limit + 1 - total)
                 if not chunk:
                     break
                 chunks.append(chunk)
                 total += len(chunk)
-            if total > self._max_read:
-                return FileRead(path, None, f"larger than {self._max_read} bytes")
+            if total > limit:
+                return FileRead(path, None, f"larger than {limit} bytes")
         except OSError as exc:
             return FileRead(path, None, exc.strerror or f"errno {exc.errno}")
         finally:
             os.close(fd)
-        return FileRead(path, b"".join(chunks).decode("utf-8", errors="replace"))
+        return b"".join(chunks)
 
     def listdir(self, path: str) -> list[str] | None:
         """Sorted entry names of a directory, or None if it is absent or unreadable."""

@@ -1,7 +1,7 @@
 """Static checks an image decides by itself (``../shared/spec/threat-checklist.md``).
 
 The kernel command line is measured (PCR0/PCR1), so what it says about the CRNG
-(RNG-2), the clock (TIME-2) and CPU mitigations (CPU-1) holds for every enclave
+(RNG-2), the clock (TIME-2), CPU mitigations (CPU-1) and KASLR (MEM-3) holds for every enclave
 started from the image. The kernel version (RNG-3, NSM-1) comes from the x86
 bzImage setup header when present (measured), else from the metadata (NOT attested:
 anyone can edit it without changing a PCR).
@@ -108,6 +108,27 @@ def _cpu1(cmdline: kernel.Cmdline) -> Finding:
     )
 
 
+def _mem3(cmdline: kernel.Cmdline) -> Finding:
+    title = "KASLR not disabled on the cmdline"
+    disabled = kernel.kaslr_disabled(cmdline)
+    if disabled is not None:
+        return Finding(
+            "MEM-3",
+            title,
+            Status.FAIL,
+            "cmdline has " + disabled,
+            "remove `nokaslr`: the kernel then loads at a fixed, public address "
+            "(changes PCR0/PCR1: update the pinned values and KMS policies)",
+        )
+    return Finding(
+        "MEM-3",
+        title,
+        Status.PASS,
+        "no `nokaslr` on the cmdline (the kernel config, CONFIG_RANDOMIZE_BASE, is not in "
+        "the image: `nitroguard audit` reads /proc/config.gz in the enclave)",
+    )
+
+
 def _kernel_source(image: EifImage) -> tuple[str | None, str]:
     if image.kernel_version:
         return image.kernel_version, "the kernel image itself (measured)"
@@ -198,7 +219,7 @@ def _layout(image: EifImage) -> Finding:
 
 
 def static_checks(image: EifImage) -> list[Finding]:
-    """Judge what the image itself decides: RNG-2, TIME-2, CPU-1, RNG-3, NSM-1 and layout.
+    """Judge what the image itself decides: RNG-2, TIME-2, CPU-1, MEM-3, RNG-3, NSM-1, layout.
 
     Args:
         image: a parsed image (`read_eif`).
@@ -211,6 +232,7 @@ def static_checks(image: EifImage) -> list[Finding]:
         _rng2(cmdline),
         _time2(cmdline),
         _cpu1(cmdline),
+        _mem3(cmdline),
         _version_finding(
             image,
             "RNG-3",
