@@ -123,6 +123,15 @@ class Reason(enum.StrEnum):
     UNKNOWN_OPERATION = "unknown_operation"
     RATE_LIMITED = "rate_limited"
 
+    # --- channel: client authentication and runtime limits (issue 10) ----------------
+    UNAUTHENTICATED = "unauthenticated"
+    NOT_AUTHORIZED = "not_authorized"
+    BAD_BINDING = "bad_binding"
+    UNTRUSTED_CLIENT = "untrusted_client"
+    SERVICE_MISMATCH = "service_mismatch"
+    TOO_MANY_ITEMS = "too_many_items"
+    MEMORY_BUDGET = "memory_budget"
+
     # --- audit ----------------------------------------------------------------------
     INSECURE_ENVIRONMENT = "insecure_environment"
     MALFORMED_CPU_LIST = "malformed_cpu_list"

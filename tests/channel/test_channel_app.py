@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from channel_helpers import aio, check_for, emulated
 
-from nitroguard.app import AppClient, AppConfig, AppError, AsyncAppClient, EnclaveApp, Mode
+from nitroguard.app import (
+    AppClient,
+    AppConfig,
+    AppError,
+    AsyncAppClient,
+    ClientKey,
+    EnclaveApp,
+    Mode,
+    TrustedKeys,
+)
 from nitroguard.app.vault import build_vault
 from nitroguard.channel.aio import connect
 from nitroguard.channel.blocking import connect_blocking
@@ -26,6 +35,15 @@ def dev_config(tmp_path: Path, **kw: object) -> AppConfig:
     )
 
 
+ALICE = ClientKey.generate()
+USERS = TrustedKeys({"alice": ALICE.public_key})
+
+
+def vault() -> EnclaveApp:
+    """The vault, trusting alice's key."""
+    return build_vault(trusted_keys=USERS)
+
+
 class TestStartup:
     @aio
     async def test_development_vault_end_to_end(
@@ -33,10 +51,11 @@ class TestStartup:
     ) -> None:
         caplog.set_level(logging.INFO)
         nsm = emulated()
-        running = await build_vault().start(dev_config(tmp_path), nsm=nsm)
+        running = await vault().start(dev_config(tmp_path), nsm=nsm)
         try:
-            check = check_for(nsm)
+            check = check_for(nsm, service="vault")
             client = AsyncAppClient(await connect(running.address, check=check), check)
+            assert await client.authenticate(ALICE) == "alice"
             assert await client.call("put", key="k", value=b"secret") is None
             assert await client.call("get", key="k") == b"secret"
             assert await client.call("keys") == ["k"]
@@ -68,13 +87,14 @@ class TestStartup:
     def test_blocking_client(self, tmp_path: Path) -> None:
         async def main() -> None:
             nsm = emulated()
-            running = await build_vault().start(dev_config(tmp_path), nsm=nsm)
+            running = await vault().start(dev_config(tmp_path), nsm=nsm)
             try:
 
                 def use() -> object:
-                    check = check_for(nsm)
+                    check = check_for(nsm, service="vault")
                     with connect_blocking(running.address, check=check) as channel:
                         client = AppClient(channel, check)
+                        assert client.authenticate(ALICE) == "alice"
                         client.call("put", key="a", value=b"1")
                         doc = client.attest()
                         assert doc.nonce is not None
@@ -91,9 +111,9 @@ class TestAttestEndpoint:
     @aio
     async def test_only_a_nonce_is_accepted(self, tmp_path: Path) -> None:
         nsm = emulated()
-        running = await build_vault().start(dev_config(tmp_path, attest_burst=2), nsm=nsm)
+        running = await vault().start(dev_config(tmp_path, attest_burst=2), nsm=nsm)
         try:
-            check = check_for(nsm)
+            check = check_for(nsm, service="vault")
             client = AsyncAppClient(await connect(running.address, check=check), check)
             attacker_key = b"\x30" * 44
             with pytest.raises(AppError, match="exactly one argument: nonce") as info:
@@ -120,9 +140,9 @@ class TestAttestEndpoint:
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         nsm = emulated()
-        running = await build_vault().start(dev_config(tmp_path, max_message=1024), nsm=nsm)
+        running = await vault().start(dev_config(tmp_path, max_message=1024), nsm=nsm)
         try:
-            channel = await connect(running.address, check=check_for(nsm))
+            channel = await connect(running.address, check=check_for(nsm, service="vault"))
             await channel.send_message(b"x" * 2000)
             with pytest.raises(DecryptionError, match="record authentication failed"):
                 await channel.recv_message()
@@ -138,9 +158,9 @@ class TestLimits:
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         nsm = emulated()
-        running = await build_vault().start(dev_config(tmp_path, idle_timeout=0.3), nsm=nsm)
+        running = await vault().start(dev_config(tmp_path, idle_timeout=0.3), nsm=nsm)
         try:
-            channel = await connect(running.address, check=check_for(nsm))
+            channel = await connect(running.address, check=check_for(nsm, service="vault"))
             await asyncio.sleep(0.8)  # say nothing for longer than idle_timeout
             with pytest.raises(DecryptionError, match="record authentication failed"):
                 await channel.recv_message()  # dropped without CLOSE
@@ -184,3 +204,5 @@ class TestConfig:
         app = EnclaveApp()
         with pytest.raises(ConfigError, match="reserved"):
             app.operation("attest")
+        with pytest.raises(ConfigError, match="reserved"):
+            app.operation("authenticate")

@@ -20,6 +20,8 @@ EXPECTED_STEPS = [
     "client handshake through the proxy",
     "vault requests",
     "nonce-fresh attestation inside the channel",
+    "attack: the parent calls the vault as a client",
+    "attack: replayed client authentication",
     "attack: proxy swaps the handshake key",
     "the parent records a session",
     "attack: replayed handshake",
@@ -53,6 +55,8 @@ def test_demo_json_passes(tmp_path: Path) -> None:
         assert step["passed"] is True
     observed = {s["name"]: s["observed"] for s in report["steps"]}
     assert "[handshake_failed]" in observed["attack: proxy swaps the handshake key"]
+    assert "[unauthenticated]" in observed["attack: the parent calls the vault as a client"]
+    assert "[bad_binding]" in observed["attack: replayed client authentication"]
     assert "[stale_document]" in observed["attack: replayed old document"]
     assert "[debug_mode]" in observed["attack: debug-mode enclave"]
     assert "[pcr_mismatch]" in observed["attack: redirect to another enclave image"]
@@ -63,7 +67,7 @@ def test_demo_json_passes(tmp_path: Path) -> None:
 def test_demo_text_story(tmp_path: Path) -> None:
     proc = _run(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "11/11 expectations held" in proc.stdout
+    assert "13/13 expectations held" in proc.stdout
     assert "NOT an AWS root" in proc.stdout
     assert "[FAIL]" not in proc.stdout
 

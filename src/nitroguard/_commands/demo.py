@@ -2,7 +2,7 @@
 
 Default: the story of `nitroguard.app.demo` (an emulated enclave with the persistent dev
 PKI running a vault on `EnclaveApp`, the parent's proxy, a verifying client doing real
-requests, then five parent attacks that must fail), plus one step over the real AWS
+requests, then seven parent attacks that must fail), plus one step over the real AWS
 attestation vectors when ``../shared`` is present. Exit 0 only if every expectation held.
 ``--json`` prints ``{"passed": bool, "steps": [{"name", "expected", "observed", "passed"}]}``.
 

@@ -10,7 +10,9 @@ from typing import Any
 from nitroguard.app.protocol import decode_response, encode_request
 from nitroguard.attestation import VerifiedDocument, policy
 from nitroguard.channel.aio import SecureChannel
+from nitroguard.channel.auth import ClientKey
 from nitroguard.channel.blocking import BlockingChannel
+from nitroguard.channel.handshake import channel_user_data
 from nitroguard.channel.verify import DocumentCheck
 from nitroguard.errors import ChannelError, Reason, RemoteProtocolError
 
@@ -22,13 +24,21 @@ _NONCE_SIZE = 32
 def _check_fresh(
     check: DocumentCheck, document: bytes, nonce: bytes, session_key: bytes
 ) -> VerifiedDocument:
-    # ATT-4: verify with the nonce we just drew (constant-time compare in the policy);
-    # ATT-6 CLI: the document must bind the very key that signed this session.
+    # ATT-4: verify with the nonce we just drew (constant-time compare in the policy),
+    # at the check's own clock (the same time source as the handshake's check);
+    # ATT-6 CLI: the document must bind the very key that signed this session, for
+    # the service we meant to reach.
     verified = check.verifier.verify(
         document,
         policy.AllOf([check.policy, policy.Nonce(nonce)]),
+        at=check.now(),
         allow_debug=check.allow_debug,
     )
+    if verified.user_data != channel_user_data(check.service):
+        raise ChannelError(
+            "fresh attestation names another service than the check's",
+            Reason.SERVICE_MISMATCH,
+        )
     if verified.public_key is None or not hmac.compare_digest(verified.public_key, session_key):
         raise ChannelError(
             "fresh attestation binds another key than this session's",
@@ -42,6 +52,15 @@ def _document(result: Any) -> bytes:
     if not isinstance(document, bytes):
         raise RemoteProtocolError("attest: no document in the reply", Reason.UNEXPECTED_MESSAGE)
     return document
+
+
+def _principal(result: Any) -> str:
+    name = result.get("principal") if isinstance(result, dict) else None
+    if not isinstance(name, str):
+        raise RemoteProtocolError(
+            "authenticate: no principal in the reply", Reason.UNEXPECTED_MESSAGE
+        )
+    return name
 
 
 class AppClient:
@@ -70,8 +89,34 @@ class AppClient:
         reply = self.channel.request(encode_request(op, args))
         return decode_response(reply, max_size=self._max)
 
+    def authenticate(self, key: ClientKey) -> str:
+        """Prove this client's identity with `key`, bound to this very session.
+
+        Returns:
+            The principal name the enclave knows the key under.
+
+        Raises:
+            AppError: refused (`bad_binding`, `untrusted_client`, `bad_signature`);
+                the enclave then closes the connection.
+        """
+        auth = key.auth_message(self.channel.handshake.channel_binding)
+        return _principal(self.call("authenticate", scheme="key", credential=auth))
+
+    def authenticate_with(self, scheme: str, credential: bytes) -> str:
+        """Authenticate with an app-defined scheme (the enclave's `authenticator` hook).
+
+        Bind `credential` to ``self.channel.handshake.channel_binding``.
+        """
+        return _principal(self.call("authenticate", scheme=scheme, credential=credential))
+
     def attest(self, rng: Callable[[int], bytes] = os.urandom) -> VerifiedDocument:
-        """Fetch and verify a document for a fresh nonce bound to this session's key."""
+        """Fetch and verify a document for a fresh nonce bound to this session's key.
+
+        The `nonce` is caller-chosen: it proves freshness to this caller and binds
+        nothing else. Do not use the document's bytes as an identifier: ES384
+        signatures are malleable (``s`` and ``n - s`` both verify), so the same
+        statement has two valid encodings.
+        """
         nonce = rng(_NONCE_SIZE)
         document = _document(self.call("attest", nonce=nonce))
         return _check_fresh(self.check, document, nonce, self.channel.handshake.server_public_key)
@@ -98,6 +143,15 @@ class AsyncAppClient:
         if reply is None:
             raise ChannelError("server closed the channel", Reason.CONNECTION_CLOSED)
         return decode_response(reply, max_size=self._max)
+
+    async def authenticate(self, key: ClientKey) -> str:
+        """Asyncio twin of `AppClient.authenticate`."""
+        auth = key.auth_message(self.channel.handshake.channel_binding)
+        return _principal(await self.call("authenticate", scheme="key", credential=auth))
+
+    async def authenticate_with(self, scheme: str, credential: bytes) -> str:
+        """Asyncio twin of `AppClient.authenticate_with`."""
+        return _principal(await self.call("authenticate", scheme=scheme, credential=credential))
 
     async def attest(self, rng: Callable[[int], bytes] = os.urandom) -> VerifiedDocument:
         """Fetch and verify a nonce-fresh document bound to this session's key."""

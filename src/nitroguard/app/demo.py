@@ -3,7 +3,9 @@
 An emulated enclave (NSM emulator with the persistent dev PKI, a vault on `EnclaveApp`)
 sits behind the parent's proxy. A relying party connects through the proxy, verifies the
 attestation (emulator root, the image's PCRs, not debug, fresh) and uses the vault.
-Then a hostile parent tries five things, and each must fail for the right reason.
+Then a hostile parent tries seven things, and each must fail for the right reason: two
+of them act as a client (the parent can always run the real client), the others
+tamper with the channel or route users elsewhere.
 Every step records what was expected and what was observed; the demo passes only if
 every expectation held.
 """
@@ -18,16 +20,19 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from nitroguard.app.client import AsyncAppClient
+from nitroguard.app.protocol import AppError
 from nitroguard.app.runtime import AppConfig, Mode, RunningApp
 from nitroguard.app.vault import build_vault
 from nitroguard.attestation import Verifier, policy
-from nitroguard.channel import CHANNEL_USER_DATA, _wire
+from nitroguard.channel import _wire
 from nitroguard.channel.aio import connect
+from nitroguard.channel.auth import ClientKey, TrustedKeys
+from nitroguard.channel.handshake import channel_user_data
 from nitroguard.channel.verify import DocumentCheck
 from nitroguard.errors import Error
 from nitroguard.findings import Status
@@ -79,8 +84,14 @@ class _Story:
         self.report = report
         self.steps: list[Step] = []
         self.check = DocumentCheck(
-            policy.PCRs(DEMO_PCRS), verifier=Verifier([pki.root_certificate]), max_age=300
+            policy.PCRs(DEMO_PCRS),
+            verifier=Verifier([pki.root_certificate]),
+            max_age=300,
+            service="vault",
         )
+        # The relying party's own key; the vault image trusts it (measured config).
+        self.user = ClientKey.generate()
+        self.users = TrustedKeys({"alice": self.user.public_key})
         self._enclaves = 0
 
     def record(self, step: Step) -> Step:
@@ -101,7 +112,7 @@ class _Story:
             listen=f"unix://{self.workdir}/enclave-{index}.sock",
             random_device=str(random_file),
         )
-        app = await build_vault().start(config, nsm=nsm)
+        app = await build_vault(trusted_keys=self.users).start(config, nsm=nsm)
         try:
             yield app
         finally:
@@ -122,9 +133,34 @@ class _Story:
             step.passed = exc.reason.value == reason
         else:
             # The attack worked: that is the one outcome that must never happen.
-            await client.call("put", key="compromised", value=b"!")
+            with contextlib.suppress(Error):
+                await client.authenticate(self.user)
+                await client.call("put", key="compromised", value=b"!")
             await client.aclose()
             step.observed = "ACCEPTED: the client talked to an enclave it should not trust"
+        self.record(step)
+
+    async def expect_refusal(
+        self,
+        name: str,
+        expected: str,
+        address: Address,
+        reason: str,
+        attempt: Callable[[AsyncAppClient], Awaitable[Any]],
+    ) -> None:
+        """The parent as a client: the handshake passes, `attempt` must be refused."""
+        step = Step(name, expected)
+        client = AsyncAppClient(await connect(address, check=self.check), self.check)
+        try:
+            result = await attempt(client)
+        except AppError as exc:
+            step.observed = "refused: " + _describe(exc)
+            step.passed = exc.reason.value == reason
+        else:
+            step.observed = f"ACCEPTED: the enclave answered the parent: {result!r}"
+        finally:
+            with contextlib.suppress(Error):
+                await client.aclose()
         self.record(step)
 
 
@@ -179,12 +215,22 @@ async def _story(story: _Story) -> None:
             step.passed = doc.public_key == enclave.identity.public_key
             story.record(step)
             client = AsyncAppClient(channel, check)
-            step = Step("vault requests", "put then get returns the value; keys lists it")
+            step = Step(
+                "vault requests",
+                "alice authenticates with her key, bound to this session; put then get "
+                "returns the value; keys lists it",
+            )
+            # What alice sends to authenticate (kept to show, below, that it is useless
+            # on any other session).
+            alice_auth = story.user.auth_message(channel.handshake.channel_binding)
+            principal = await client.authenticate_with("key", alice_auth)
             await client.call("put", key="api-token", value=b"s3cr3t-v4lue")
             value = await client.call("get", key="api-token")
             keys = await client.call("keys")
-            step.observed = f"get -> {value!r}, keys -> {keys}"
-            step.passed = value == b"s3cr3t-v4lue" and keys == ["api-token"]
+            step.observed = f"authenticated as {principal!r}; get -> {value!r}, keys -> {keys}"
+            step.passed = (
+                principal == "alice" and value == b"s3cr3t-v4lue" and keys == ["api-token"]
+            )
             story.record(step)
             step = Step(
                 "nonce-fresh attestation inside the channel",
@@ -197,6 +243,28 @@ async def _story(story: _Story) -> None:
             step.passed = fresh.public_key == channel.handshake.server_public_key
             story.record(step)
             await client.aclose()
+
+            # The parent runs the real client: the handshake succeeds (it is the genuine
+            # enclave), but without a credential the vault refuses every operation.
+            await story.expect_refusal(
+                "attack: the parent calls the vault as a client",
+                "unauthenticated: the parent completes a genuine handshake, but get "
+                "without a client credential is refused",
+                proxy.address,
+                "unauthenticated",
+                lambda c: c.call("get", key="api-token"),
+            )
+            # The parent got hold of alice's authentication message from her session
+            # (it never sees it in clear; assume a leak): it signs that session's
+            # exporter value, so on the parent's own session it is refused.
+            await story.expect_refusal(
+                "attack: replayed client authentication",
+                "bad_binding: alice's authentication from another session does not match "
+                "this session's channel binding",
+                proxy.address,
+                "bad_binding",
+                lambda c: c.authenticate_with("key", alice_auth),
+            )
         finally:
             await proxy.close()
 
@@ -226,6 +294,7 @@ async def _story(story: _Story) -> None:
         )
         try:
             client = AsyncAppClient(await connect(await recorder.start(), check=check), check)
+            await client.authenticate(story.user)
             await client.call("put", key="recorded-key", value=b"recorded-secret-value")
             await client.aclose()
         finally:
@@ -255,7 +324,7 @@ async def _story(story: _Story) -> None:
         past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
         then = EmulatedNsm(story.pki, pcrs=DEMO_PCRS, clock=lambda: past)
         old_document = then.get_attestation(
-            user_data=CHANNEL_USER_DATA, public_key=enclave.identity.public_key
+            user_data=channel_user_data("vault"), public_key=enclave.identity.public_key
         )
 
         def old_doc(index: int, frame: bytes) -> bytes:

@@ -17,6 +17,7 @@ from nitroguard.errors import ChannelError, DecodeError, Error, Reason, RemotePr
 from nitroguard.hazmat import cbor
 
 __all__ = [
+    "DEFAULT_MAX_ITEMS",
     "AppError",
     "decode_request",
     "decode_response",
@@ -43,9 +44,20 @@ def encode_request(op: str, args: Mapping[str, Any]) -> bytes:
     return cbor.dumps({"op": op, "args": dict(args)})
 
 
-def _loads(message: bytes, max_size: int, what: str) -> dict[Any, Any]:
+#: Default item budget of one request (a vault ``put`` has 7 items).
+DEFAULT_MAX_ITEMS = 1024
+
+
+def _loads(
+    message: bytes, max_size: int, what: str, max_items: int | None = None
+) -> dict[Any, Any]:
+    if len(message) > max_size:
+        # Refused before any decoding (and before the strict walk).
+        raise RemoteProtocolError(
+            f"{what}: {len(message)} bytes exceeds the limit of {max_size}", Reason.TOO_LARGE
+        )
     try:
-        value = cbor.loads(message, max_size=max_size, max_depth=_MAX_DEPTH)
+        value = cbor.loads(message, max_size=max_size, max_depth=_MAX_DEPTH, max_items=max_items)
     except DecodeError as exc:
         raise RemoteProtocolError(f"{what}: {exc.message}", exc.reason) from None
     if not isinstance(value, dict):
@@ -53,14 +65,19 @@ def _loads(message: bytes, max_size: int, what: str) -> dict[Any, Any]:
     return value
 
 
-def decode_request(message: bytes, *, max_size: int) -> tuple[str, dict[str, Any]]:
+def decode_request(
+    message: bytes, *, max_size: int, max_items: int = DEFAULT_MAX_ITEMS
+) -> tuple[str, dict[str, Any]]:
     """Parse a request into ``(op, args)``.
+
+    `max_size` is checked before anything is decoded; the strict walk then stops at
+    `max_items` items, so a nested-array bomb costs about what a benign request does.
 
     Raises:
         RemoteProtocolError: malformed CBOR or shape (`unexpected_message`, or the
-            decoder's reason such as `too_large`).
+            decoder's reason such as `too_large` or `too_many_items`).
     """
-    value = _loads(message, max_size, "request")
+    value = _loads(message, max_size, "request", max_items)
     op, args = value.get("op"), value.get("args", {})
     if set(value) - {"op", "args"}:
         raise RemoteProtocolError("request: unknown keys", Reason.UNEXPECTED_MESSAGE)

@@ -1,14 +1,18 @@
 """A small key-value vault on `EnclaveApp` (the demo's application).
 
-Values live only in enclave memory. Keys are text (1..128 chars), values bytes
-(up to 64 KiB), at most 1024 entries: every input is bounded.
+Values live only in enclave memory. Each authenticated principal has its own namespace:
+a caller reads, lists, overwrites and deletes only its own entries, and anonymous
+callers are refused (`unauthenticated`), the parent included. Keys are text
+(1..128 chars), values bytes (up to 64 KiB), at most 1024 entries per principal:
+every input is bounded, and the number of principals is bounded by the trusted keys.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from nitroguard.app.runtime import EnclaveApp
+from nitroguard.app.runtime import AUTHENTICATED, CallContext, EnclaveApp
+from nitroguard.channel.auth import TrustedKeys
 from nitroguard.errors import ChannelError, Reason
 
 __all__ = ["MAX_ENTRIES", "MAX_KEY", "MAX_VALUE", "build_vault"]
@@ -25,32 +29,46 @@ def _key(args: dict[str, Any]) -> str:
     return key
 
 
-def build_vault(name: str = "vault") -> EnclaveApp:
-    """An `EnclaveApp` with ``put(key, value)``, ``get(key)``, ``delete(key)``, ``keys()``."""
-    app = EnclaveApp(name)
-    store: dict[str, bytes] = {}
+def build_vault(name: str = "vault", trusted_keys: TrustedKeys | None = None) -> EnclaveApp:
+    """An `EnclaveApp` with ``put(key, value)``, ``get(key)``, ``delete(key)``, ``keys()``.
 
-    @app.operation("put")
-    async def put(args: dict[str, Any]) -> None:
+    Every operation requires an authenticated caller and works in that caller's
+    namespace only.
+
+    Args:
+        name: the service name (bound in the attestation documents).
+        trusted_keys: the client keys it accepts (or `AppConfig.client_keys`).
+    """
+    app = EnclaveApp(name, trusted_keys=trusted_keys)
+    stores: dict[str, dict[str, bytes]] = {}
+
+    def store(ctx: CallContext) -> dict[str, bytes]:
+        if ctx.principal is None:  # pragma: no cover - the runtime refuses first
+            raise ChannelError("the vault needs an authenticated caller", Reason.UNAUTHENTICATED)
+        return stores.setdefault(ctx.principal.name, {})
+
+    @app.operation("put", allow=AUTHENTICATED)
+    async def put(args: dict[str, Any], ctx: CallContext) -> None:
         key, value = _key(args), args.get("value")
         if not isinstance(value, bytes) or len(value) > MAX_VALUE:
             raise ChannelError(
                 f"value must be bytes of at most {MAX_VALUE}", Reason.INVALID_ARGUMENT
             )
-        if key not in store and len(store) >= MAX_ENTRIES:
+        own = store(ctx)
+        if key not in own and len(own) >= MAX_ENTRIES:
             raise ChannelError("vault is full", Reason.INVALID_ARGUMENT)
-        store[key] = value
+        own[key] = value
 
-    @app.operation("get")
-    async def get(args: dict[str, Any]) -> bytes | None:
-        return store.get(_key(args))
+    @app.operation("get", allow=AUTHENTICATED)
+    async def get(args: dict[str, Any], ctx: CallContext) -> bytes | None:
+        return store(ctx).get(_key(args))
 
-    @app.operation("delete")
-    async def delete(args: dict[str, Any]) -> bool:
-        return store.pop(_key(args), None) is not None
+    @app.operation("delete", allow=AUTHENTICATED)
+    async def delete(args: dict[str, Any], ctx: CallContext) -> bool:
+        return store(ctx).pop(_key(args), None) is not None
 
-    @app.operation("keys")
-    async def keys(args: dict[str, Any]) -> list[str]:
-        return sorted(store)
+    @app.operation("keys", allow=AUTHENTICATED)
+    async def keys(args: dict[str, Any], ctx: CallContext) -> list[str]:
+        return sorted(store(ctx))
 
     return app

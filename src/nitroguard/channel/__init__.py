@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from nitroguard.channel._wire import MAX_PLAINTEXT, Suite
 from nitroguard.channel.aio import ChannelServer, SecureChannel, connect, serve
+from nitroguard.channel.auth import ClientKey, KeyAlgorithm, TrustedKeys
 from nitroguard.channel.blocking import BlockingChannel, connect_blocking
 from nitroguard.channel.events import CloseReceived, DataReceived, Event, HandshakeComplete
 from nitroguard.channel.handshake import (
@@ -28,6 +29,7 @@ from nitroguard.channel.handshake import (
     ConnectionState,
     ServerConnection,
     ServerIdentity,
+    channel_user_data,
 )
 from nitroguard.channel.record import RecordLimits
 from nitroguard.channel.verify import DocumentCheck
@@ -42,17 +44,21 @@ __all__ = [
     "BlockingChannel",
     "ChannelServer",
     "ClientConnection",
+    "ClientKey",
     "CloseReceived",
     "ConnectionState",
     "DataReceived",
     "DocumentCheck",
     "Event",
     "HandshakeComplete",
+    "KeyAlgorithm",
     "RecordLimits",
     "SecureChannel",
     "ServerConnection",
     "ServerIdentity",
     "Suite",
+    "TrustedKeys",
+    "channel_user_data",
     "connect",
     "connect_blocking",
     "serve",

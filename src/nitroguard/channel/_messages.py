@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import struct
 
-from nitroguard.errors import Reason, RemoteProtocolError
+from nitroguard.errors import ConfigError, Reason, RemoteProtocolError
 
-__all__ = ["DEFAULT_MAX_MESSAGE", "MessageBuffer", "encode_message"]
+__all__ = ["DEFAULT_MAX_MESSAGE", "BufferBudget", "MessageBuffer", "encode_message"]
 
 #: Default largest application message (both directions).
 DEFAULT_MAX_MESSAGE = 1 << 20
@@ -24,28 +24,107 @@ def encode_message(message: bytes) -> bytes:
     return struct.pack(">I", len(message)) + message
 
 
+class BufferBudget:
+    """One budget for the partial messages buffered by all connections of a server.
+
+    Each anonymous peer may park up to one message's worth of bytes; without a global
+    cap, ``max_connections x max_message`` is the server's exposure. When a `feed`
+    would take the total past `limit`, the largest buffers are evicted first: if the
+    feeding buffer is the largest, it is refused; otherwise the largest other buffer is
+    emptied at once (its memory is freed) and its connection fails on its next use.
+    Both cases raise `memory_budget`.
+
+    Args:
+        limit: bytes allowed across every buffer (> 0).
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ConfigError("the buffer budget must be > 0")
+        self.limit = limit
+        self.used = 0
+        self.evictions = 0
+        """Buffers refused or evicted so far (for logs and tests)."""
+        self._buffers: dict[int, MessageBuffer] = {}
+
+    def _grow(self, buffer: MessageBuffer, extra: int) -> None:
+        self._buffers[id(buffer)] = buffer
+        while self.used + extra > self.limit:
+            # The largest buffer (counting what this feed would add) goes first.
+            largest = max(
+                self._buffers.values(), key=lambda b: b.pending + (extra if b is buffer else 0)
+            )
+            self.evictions += 1
+            if largest is buffer:
+                buffer.evict()
+                raise RemoteProtocolError(
+                    f"buffered messages exceed the server's budget of {self.limit} bytes",
+                    Reason.MEMORY_BUDGET,
+                )
+            largest.evict()
+        self.used += extra
+
+    def _forget(self, buffer: MessageBuffer, amount: int) -> None:
+        self.used -= amount
+        if not buffer.pending:
+            self._buffers.pop(id(buffer), None)
+
+
 class MessageBuffer:
     """Reassembles length-prefixed messages from decrypted data.
 
     Args:
         max_message: largest accepted message; a larger length is rejected before
             anything is buffered for it.
+        budget: a server-wide `BufferBudget` this buffer's pending bytes count against.
     """
 
-    def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
+    def __init__(
+        self, max_message: int = DEFAULT_MAX_MESSAGE, budget: BufferBudget | None = None
+    ) -> None:
         self._buf = bytearray()
         self._max = max_message
+        self._budget = budget
+        self._evicted = False
+
+    def _refuse_if_evicted(self) -> None:
+        if self._evicted:
+            raise RemoteProtocolError(
+                "this connection's buffer was evicted (server memory budget)",
+                Reason.MEMORY_BUDGET,
+            )
 
     def feed(self, data: bytes | bytearray) -> None:
-        """Add decrypted bytes."""
+        """Add decrypted bytes.
+
+        Raises:
+            RemoteProtocolError: `memory_budget` when the server-wide budget refused it
+                (or evicted this buffer earlier).
+        """
+        self._refuse_if_evicted()
+        if self._budget is not None:
+            self._budget._grow(self, len(data))
         self._buf += data
+
+    def evict(self) -> None:
+        """Drop the buffered bytes now (memory budget); every later use fails."""
+        self.release()
+        self._evicted = True
+
+    def release(self) -> None:
+        """Return every pending byte to the budget (the connection is over)."""
+        held, self._buf = len(self._buf), bytearray()
+        if self._budget is not None:
+            self._budget._forget(self, held)
 
     def next_message(self) -> bytes | None:
         """Return the next complete message, or None if more data is needed.
 
         Raises:
-            RemoteProtocolError: `too_large` when the announced length exceeds the limit.
+            RemoteProtocolError: `too_large` when the announced length exceeds the limit;
+                `memory_budget` when this buffer was evicted.
         """
+        self._refuse_if_evicted()
         if len(self._buf) < 4:
             return None
         (length,) = struct.unpack_from(">I", self._buf)
@@ -57,6 +136,8 @@ class MessageBuffer:
             return None
         message = bytes(self._buf[4 : 4 + length])
         del self._buf[: 4 + length]
+        if self._budget is not None:
+            self._budget._forget(self, 4 + length)
         return message
 
     @property

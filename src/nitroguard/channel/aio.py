@@ -20,7 +20,12 @@ from cryptography import x509
 
 from nitroguard.attestation.policy import Policy
 from nitroguard.channel import _wire
-from nitroguard.channel._messages import DEFAULT_MAX_MESSAGE, MessageBuffer, encode_message
+from nitroguard.channel._messages import (
+    DEFAULT_MAX_MESSAGE,
+    BufferBudget,
+    MessageBuffer,
+    encode_message,
+)
 from nitroguard.channel.events import CloseReceived, DataReceived, HandshakeComplete
 from nitroguard.channel.handshake import (
     DEFAULT_SUITES,
@@ -97,10 +102,11 @@ class SecureChannel:
         *,
         max_message: int = DEFAULT_MAX_MESSAGE,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        budget: BufferBudget | None = None,
     ) -> None:
         self._conn = conn
         self._frames = frames
-        self._messages = MessageBuffer(max_message)
+        self._messages = MessageBuffer(max_message, budget)
         self._on_close = on_close
 
     @property
@@ -186,6 +192,7 @@ class SecureChannel:
         Use it when the conversation did not complete (an exception): the peer then
         sees a truncation (`DecryptionError`), never a clean end of a partial reply.
         """
+        self._messages.release()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
             await on_close()
@@ -360,6 +367,7 @@ async def serve(
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     record_limits: RecordLimits | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    message_budget: BufferBudget | None = None,
 ) -> ChannelServer:
     """Serve `handler` over the attested channel on the hardened transport.
 
@@ -377,6 +385,8 @@ async def serve(
         handshake_timeout: deadline for a whole handshake.
         record_limits: record limits (must match the clients').
         max_message: largest application message accepted.
+        message_budget: one `BufferBudget` for the partial messages of every
+            connection (the largest buffers are evicted past it); None: no global cap.
 
     Returns:
         The running `ChannelServer`.
@@ -402,6 +412,7 @@ async def serve(
 
     async def on_connection(conn: Connection) -> None:
         sconn = ServerConnection(identity, rng=rng, limits=record_limits)
+        channel: SecureChannel | None = None
         try:
             try:
                 async with asyncio.timeout(handshake_timeout):
@@ -415,7 +426,7 @@ async def serve(
                     raise
                 _log.info("handshake rejected: %s", exc.diagnostics())
                 return
-            channel = SecureChannel(sconn, conn, max_message=max_message)
+            channel = SecureChannel(sconn, conn, max_message=max_message, budget=message_budget)
             # NOTE: CLOSE only after a normal return. If the handler raises, the
             # transport drops the connection and the client sees a truncation.
             await handler(channel)
@@ -428,6 +439,10 @@ async def serve(
             if exc.reason is Reason.FRAME_TOO_LARGE:
                 _log.warning("limit enforced: %s", exc.message)
             raise
+        finally:
+            if channel is not None:
+                # Whatever happened, this connection's parked bytes leave the budget.
+                channel._messages.release()
 
     server = await transport_serve(on_connection, address, limits, ready=ready)
     refresher = asyncio.create_task(

@@ -47,6 +47,7 @@ from nitroguard.channel.events import CloseReceived, DataReceived, Event, Handsh
 from nitroguard.channel.record import Message, RecordLimits, RecordReceiver, RecordSender
 from nitroguard.errors import (
     ChannelError,
+    ConfigError,
     DecryptionError,
     Error,
     LocalProtocolError,
@@ -58,6 +59,7 @@ __all__ = [
     "CHANNEL_USER_DATA",
     "DEFAULT_SUITES",
     "MAX_NONCE",
+    "MAX_SERVICE_NAME",
     "MIN_NONCE",
     "SUPPORTED_VERSIONS",
     "AttestedDocument",
@@ -66,6 +68,7 @@ __all__ = [
     "ConnectionState",
     "ServerConnection",
     "ServerIdentity",
+    "channel_user_data",
 ]
 
 _log = logging.getLogger(__name__)
@@ -77,6 +80,33 @@ SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 DEFAULT_SUITES: tuple[Suite, ...] = (Suite.AES_256_GCM, Suite.CHACHA20_POLY1305)
 #: `user_data` of every channel attestation document: says what the attested key is for.
 CHANNEL_USER_DATA = b"nitroguard/channel/v1"
+#: Largest service name bound in `user_data` (section 3.1 of docs/channel-protocol.md).
+MAX_SERVICE_NAME = 128
+
+
+def channel_user_data(service: str | None) -> bytes:
+    """The `user_data` of the channel documents of `service`.
+
+    ``CHANNEL_USER_DATA`` alone when `service` is None, else
+    ``CHANNEL_USER_DATA + b":" + service`` (UTF-8): an app's documents name the app, so
+    a client that expects "vault" never accepts another nitroguard app that happens to
+    satisfy the same image policy (service-name binding).
+
+    Raises:
+        ConfigError: an empty, over-long or non-printable name.
+    """
+    if service is None:
+        return CHANNEL_USER_DATA
+    untyped: object = service  # callers without type checking pass anything
+    if (
+        not isinstance(untyped, str)
+        or not 1 <= len(service) <= MAX_SERVICE_NAME
+        or not service.isprintable()
+    ):
+        raise ConfigError(f"service name must be 1..{MAX_SERVICE_NAME} printable characters")
+    return CHANNEL_USER_DATA + b":" + service.encode()
+
+
 #: Nonce bounds for the nonce-only attestation endpoint (ATT-4 ENC: reject < 16 or > 512).
 MIN_NONCE = 16
 MAX_NONCE = 512
@@ -136,19 +166,26 @@ class ServerIdentity:
 
     Args:
         signing_key: the Ed25519 private key (never leaves the enclave).
+        service: the application's name, bound in every document's `user_data`
+            (`channel_user_data`); None for the bare label.
     """
 
-    def __init__(self, signing_key: ed25519.Ed25519PrivateKey) -> None:
+    def __init__(
+        self, signing_key: ed25519.Ed25519PrivateKey, *, service: str | None = None
+    ) -> None:
         self._key = signing_key
+        self.service = service
+        self.user_data: bytes = channel_user_data(service)
+        """What every document of this identity carries in `user_data`."""
         self.public_key: bytes = _spki(signing_key.public_key())
         """SubjectPublicKeyInfo DER of the signing key (what `public_key` attests)."""
         self.document: bytes | None = None
         """The current attestation document, or None before the first `refresh()`."""
 
     @classmethod
-    def generate(cls, rng: Rng = os.urandom) -> ServerIdentity:
+    def generate(cls, rng: Rng = os.urandom, *, service: str | None = None) -> ServerIdentity:
         """Generate a fresh identity from 32 bytes of `rng`."""
-        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(rng(32)))
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(rng(32)), service=service)
 
     def refresh(self, attest: Attester) -> bytes:
         """Obtain a new document binding this key and install it.
@@ -159,7 +196,7 @@ class ServerIdentity:
         Raises:
             NsmError: whatever `attest` raises.
         """
-        document = attest(user_data=CHANNEL_USER_DATA, nonce=None, public_key=self.public_key)
+        document = attest(user_data=self.user_data, nonce=None, public_key=self.public_key)
         self.document = document
         return document
 
@@ -176,7 +213,7 @@ class ServerIdentity:
             raise ChannelError(
                 f"nonce must be {MIN_NONCE}..{MAX_NONCE} bytes", Reason.INVALID_ARGUMENT
             )
-        return attest(user_data=CHANNEL_USER_DATA, nonce=nonce, public_key=self.public_key)
+        return attest(user_data=self.user_data, nonce=nonce, public_key=self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         """Ed25519 signature (used only for `_keys.signed_message` transcripts)."""
@@ -338,6 +375,9 @@ class ClientConnection(_Connection):
         versions: versions to offer, most preferred first.
         suites: AEAD suites to offer, most preferred first.
         limits: record limits (must match the server's).
+        service: the application name the document's `user_data` must carry
+            (`channel_user_data`); None accepts only the bare label. Defaults to
+            ``verify.service`` when `verify` is a `DocumentCheck`.
     """
 
     def __init__(
@@ -348,8 +388,12 @@ class ClientConnection(_Connection):
         versions: Sequence[int] = SUPPORTED_VERSIONS,
         suites: Sequence[Suite] = DEFAULT_SUITES,
         limits: RecordLimits | None = None,
+        service: str | None = None,
     ) -> None:
         super().__init__(rng, limits)
+        if service is None:
+            service = getattr(verify, "service", None)
+        self._user_data = channel_user_data(service)
         if not versions or any(v not in SUPPORTED_VERSIONS for v in versions):
             raise LocalProtocolError(f"versions must be a subset of {SUPPORTED_VERSIONS}")
         if not suites:
@@ -384,6 +428,15 @@ class ClientConnection(_Connection):
         kind = _wire.message_type(message)
         if kind is MessageType.ALERT:
             raise _alert_error(_wire.decode_alert(message))
+        try:
+            return self._on_server_hello(message, kind)
+        except Error:
+            # One alert for every abort, whatever the cause: the parent relays it and
+            # must not learn whether the policy, the signature or the binding failed.
+            self._outbox.append(_wire.encode_alert(AlertCode.HANDSHAKE_FAILED))
+            raise
+
+    def _on_server_hello(self, message: bytes, kind: MessageType) -> list[Event]:
         if kind is not MessageType.SERVER_HELLO:
             raise RemoteProtocolError(f"expected ServerHello, got {kind.name}")
         hello = _wire.decode_server_hello(message)
@@ -395,14 +448,10 @@ class ClientConnection(_Connection):
         if hello.suite not in self._suites:
             raise ChannelError(f"server chose suite 0x{hello.suite:04x}, not offered")
         # (1) The document: the injected verifier checks chain, signature and policy.
-        try:
-            document = self._verify(hello.document)
-        except Error:
-            # Tell the server why the handshake ends (unauthenticated, for its logs).
-            self._outbox.append(_wire.encode_alert(AlertCode.ATTESTATION_REJECTED))
-            raise
-        # (2) Binding (ATT-6 CLI): the attested key is the one that signs the transcript.
-        server_key = _bound_key(document)
+        document = self._verify(hello.document)
+        # (2) Binding (ATT-6 CLI): the attested key is the one that signs the transcript,
+        #     and the document names the service we meant to reach.
+        server_key = _bound_key(document, self._user_data)
         # (3) Freshness and downgrade protection: the signature covers our ClientHello
         #     bytes verbatim (random_c, offers) and the ServerHello up to the signature.
         prefix = message[: len(message) - _wire.SIGNATURE_SIZE]
@@ -437,9 +486,17 @@ class ClientConnection(_Connection):
         return [self.handshake]
 
 
-def _bound_key(document: AttestedDocument) -> ed25519.Ed25519PublicKey:
+def _bound_key(document: AttestedDocument, user_data: bytes) -> ed25519.Ed25519PublicKey:
     public_key = document.public_key
-    if document.user_data != CHANNEL_USER_DATA:
+    seen = document.user_data or b""
+    if seen != user_data:
+        label = seen.split(b":", 1)[0]
+        if label == CHANNEL_USER_DATA:
+            raise ChannelError(
+                f"attestation document names service {seen[len(label) + 1 :]!r}, "
+                f"expected {user_data[len(CHANNEL_USER_DATA) + 1 :]!r}",
+                Reason.SERVICE_MISMATCH,
+            )
         raise ChannelError(
             "attestation document user_data is not the channel label",
             Reason.KEY_BINDING_MISMATCH,

@@ -14,6 +14,7 @@ signatures), exactly the split the `Verifier`'s own chain cache uses.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -22,9 +23,12 @@ from cryptography import x509
 
 from nitroguard.attestation import VerifiedDocument, Verifier, policy
 from nitroguard.attestation.policy import Policy
+from nitroguard.channel.handshake import channel_user_data
 from nitroguard.errors import ConfigError, Reason, VerificationError
 
-__all__ = ["DEFAULT_MAX_AGE", "DocumentCheck"]
+__all__ = ["DEFAULT_MAX_AGE", "DocumentCheck", "pinned_image_pcrs"]
+
+_log = logging.getLogger("nitroguard.channel")
 
 #: Default document age accepted (ATT-5: "e.g. 5 min"); the server refreshes every 60 s.
 DEFAULT_MAX_AGE = 300.0
@@ -33,6 +37,26 @@ _NOT_DEBUG = policy.NotDebug()
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def pinned_image_pcrs(expected: Policy) -> frozenset[int]:
+    """The PCRs among 0, 1, 2 that `expected` pins on every accepting path.
+
+    `PCRs` pins its indices; `AllOf` pins the union of its children; `AnyOf` pins
+    only what all its alternatives pin (any one of them may be the one that passed).
+    """
+    image = frozenset({0, 1, 2})
+    if isinstance(expected, policy.PCRs):
+        return image & frozenset(expected.expected)
+    if isinstance(expected, policy.AllOf):
+        out: frozenset[int] = frozenset()
+        for child in expected.policies:
+            out |= pinned_image_pcrs(child)
+        return out
+    if isinstance(expected, policy.AnyOf):
+        sets = [pinned_image_pcrs(child) for child in expected.policies]
+        return frozenset.intersection(*sets) if sets else frozenset()
+    return frozenset()
 
 
 class DocumentCheck:
@@ -49,6 +73,14 @@ class DocumentCheck:
         allow_debug: accept debug-mode enclaves (all-zero PCRs). Development only.
         clock: returns the current aware UTC time (injected for tests).
         cache_size: documents remembered; 0 disables the document cache.
+        service: the application name the server's documents must carry in
+            `user_data` (service-name binding, `channel_user_data`). Every `EnclaveApp`
+            binds its name, so set it to the app you mean to reach; None accepts only
+            the bare channel label (a plain `channel.serve` without a service).
+
+    A warning is logged when `expected` pins none of PCR0, PCR1 and PCR2: such a
+    policy accepts any image that satisfies it (PCR8 only, or `AnyOf` during a roll-out),
+    and only the service name then tells apps apart.
 
     Raises:
         ConfigError: conflicting or invalid arguments.
@@ -65,7 +97,9 @@ class DocumentCheck:
         allow_debug: bool = False,
         clock: Callable[[], dt.datetime] = _utcnow,
         cache_size: int = 16,
+        service: str | None = None,
     ) -> None:
+        channel_user_data(service)  # validates the name
         if verifier is not None and roots is not None:
             raise ConfigError("pass either roots= or verifier=, not both")
         if cache_size < 0:
@@ -73,12 +107,25 @@ class DocumentCheck:
         self.verifier = verifier if verifier is not None else Verifier(roots)
         self.policy: Policy = policy.AllOf([expected, policy.MaxAge(max_age, skew=skew)])
         self.allow_debug = allow_debug
+        self.service = service
+        """The service name the documents must bind (None: the bare label)."""
         self._clock = clock
+        if not pinned_image_pcrs(expected):
+            _log.warning(
+                "client policy pins none of PCR0, PCR1, PCR2: any image it accepts can "
+                "answer (policy %r, service %r)",
+                expected,
+                service,
+            )
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, VerifiedDocument] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         """Documents accepted from the cache (for benchmarks and tests)."""
+
+    def now(self) -> dt.datetime:
+        """The current time by this check's clock (also used by `AppClient.attest`)."""
+        return self._clock()
 
     def __call__(self, document: bytes) -> VerifiedDocument:
         """Verify `document` now.

@@ -12,6 +12,9 @@ nothing in proportion to declared lengths and rejects:
 - input over `max_size` (checked before anything is read);
 - any length that points past the end of the input (a 4 GiB length header costs nothing);
 - nesting deeper than `max_depth`;
+- more than `max_items` items in all, when given (a request of a million empty arrays
+  passes every other rule, then costs `cbor2` a Python object each: the count stops it
+  early, so decoding costs time in proportion to a benign input's);
 - trailing bytes after the top-level item;
 - duplicate map keys at any level (keys must be integers or definite strings, and
   integers must be minimally encoded, so equal keys have equal encodings);
@@ -51,7 +54,15 @@ _BREAK = 0xFF
 class _Walker:
     """One structural pass over a CBOR item. Raises `DecodeError` on anything unsafe."""
 
-    __slots__ = ("allow_floats", "data", "end", "max_depth", "top_level_tags")
+    __slots__ = (
+        "allow_floats",
+        "data",
+        "end",
+        "items_left",
+        "max_depth",
+        "max_items",
+        "top_level_tags",
+    )
 
     def __init__(
         self,
@@ -59,7 +70,11 @@ class _Walker:
         max_depth: int,
         top_level_tags: frozenset[int],
         allow_floats: bool,
+        max_items: int | None = None,
     ) -> None:
+        self.max_items = max_items
+        # Items still allowed (a huge number when unlimited: one comparison per item).
+        self.items_left = (1 << 62) if max_items is None else max_items
         self.data = data
         self.end = len(data)
         self.max_depth = max_depth
@@ -101,9 +116,15 @@ class _Walker:
             raise self._fail("non-minimal integer or length encoding", pos - 1)
         return major, ai, value, pos + width
 
+    def _too_many(self, pos: int) -> DecodeError:
+        return self._fail(f"more than {self.max_items} items", pos, Reason.TOO_MANY_ITEMS)
+
     def item(self, pos: int, depth: int) -> int:
         """Validate one item starting at `pos`; return the position after it."""
         start = pos
+        self.items_left -= 1
+        if self.items_left < 0:
+            raise self._too_many(pos)
         major, ai, arg, pos = self._head(pos)
         if major in (0, 1):
             if arg is None:
@@ -170,6 +191,7 @@ class _Walker:
         have ~60 items and this walk is on every verification's hot path.
         """
         data, end, max_depth, fail = self.data, self.end, self.max_depth, self._fail
+        items_left = self.items_left
         pos = 0
         base = 0  # 1 inside an accepted top-level tag
         # Open containers: [items left (-1: indefinite), is map, seen keys,
@@ -189,7 +211,11 @@ class _Walker:
                         stack.pop()
                         closed = True
                 if not closed and frame[1] and frame[4] and frame[0] > 0:
+                    before = frame[0]
                     pos = self._simple_pairs(frame, pos)
+                    items_left -= before - frame[0]
+                    if items_left < 0:
+                        raise self._too_many(pos)
                     if frame[0] == 0:
                         stack.pop()
                         closed = True
@@ -201,6 +227,9 @@ class _Walker:
                     frame[3] = pos
             if not closed:
                 start = pos
+                items_left -= 1
+                if items_left < 0:
+                    raise self._too_many(pos)
                 if pos >= end:
                     raise fail("unexpected end of input", pos)
                 ib = data[pos]
@@ -358,6 +387,7 @@ def validate(
     max_depth: int = DEFAULT_MAX_DEPTH,
     top_level_tags: Iterable[int] = (),
     allow_floats: bool = False,
+    max_items: int | None = None,
 ) -> None:
     """Check that `data` is exactly one well-formed, strict CBOR item.
 
@@ -367,10 +397,12 @@ def validate(
         max_depth: the deepest array/map nesting accepted.
         top_level_tags: tags accepted around the top-level item only.
         allow_floats: accept floating-point values.
+        max_items: the most items (of any kind, map keys and values each counting,
+            containers included) accepted; None: bounded by the size only.
 
     Raises:
         DecodeError: with reason `too_large`, `malformed_cbor`, `trailing_bytes`,
-            `duplicate_key`, `unexpected_tag` or `too_deep`.
+            `duplicate_key`, `unexpected_tag`, `too_deep` or `too_many_items`.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}", Reason.INVALID_ARGUMENT)
@@ -381,7 +413,9 @@ def validate(
         )
     if not data:
         raise DecodeError("empty input", Reason.MALFORMED_CBOR)
-    walker = _Walker(data, max_depth, frozenset(top_level_tags), allow_floats)
+    if max_items is not None and max_items < 1:
+        raise DecodeError("max_items must be >= 1", Reason.INVALID_ARGUMENT)
+    walker = _Walker(data, max_depth, frozenset(top_level_tags), allow_floats, max_items)
     end = walker.walk()
     if end != len(data):
         raise DecodeError(
@@ -398,6 +432,7 @@ def loads(
     max_depth: int = DEFAULT_MAX_DEPTH,
     top_level_tags: Iterable[int] = (),
     allow_floats: bool = False,
+    max_items: int | None = None,
 ) -> Any:
     """Strictly decode exactly one CBOR item (see `validate` for the rules).
 
@@ -412,6 +447,7 @@ def loads(
         max_depth=max_depth,
         top_level_tags=top_level_tags,
         allow_floats=allow_floats,
+        max_items=max_items,
     )
     try:
         return cbor2.loads(bytes(data))
