@@ -347,10 +347,16 @@ class RunningApp:
     """A started `EnclaveApp`: its address, identity and lifecycle."""
 
     def __init__(
-        self, server: ChannelServer, config: AppConfig, findings: Sequence[Finding] = ()
+        self,
+        server: ChannelServer,
+        config: AppConfig,
+        findings: Sequence[Finding] = (),
+        buffer_budget: BufferBudget | None = None,
     ) -> None:
         self.server = server
         self.config = config
+        self.buffer_budget = buffer_budget
+        """The global budget of partial requests (its `used` and `evictions`)."""
         self.findings: tuple[Finding, ...] = tuple(findings)
         """The start-up audit's findings (all passing or waived in production)."""
 
@@ -577,6 +583,8 @@ class EnclaveApp:
             trusted=trusted,
         )
 
+        budget = BufferBudget(config.buffer_budget)
+
         async def on_channel(channel: SecureChannel) -> None:
             await self._serve_channel(channel, shared)
 
@@ -590,7 +598,7 @@ class EnclaveApp:
             refresh_interval=config.refresh_interval,
             handshake_timeout=config.handshake_timeout,
             max_message=max_request,
-            message_budget=BufferBudget(config.buffer_budget),
+            message_budget=budget,
         )
         log.info(
             "%s: serving on %s (identity key sha256 prefix %s)",
@@ -598,7 +606,7 @@ class EnclaveApp:
             server.address,
             _fingerprint(identity.public_key),
         )
-        return RunningApp(server, config, findings)
+        return RunningApp(server, config, findings, budget)
 
     def _trusted(self, config: AppConfig) -> TrustedKeys | None:
         keys: dict[str, bytes] = {}
