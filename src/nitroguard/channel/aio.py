@@ -242,6 +242,7 @@ async def connect(
     suites: Sequence[_wire.Suite] = DEFAULT_SUITES,
     record_limits: RecordLimits | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    service: str | None = None,
 ) -> SecureChannel:
     """Connect, verify the enclave's attestation and establish the channel.
 
@@ -258,6 +259,8 @@ async def connect(
         suites: AEAD suites to offer.
         record_limits: record limits (must match the server's).
         max_message: largest application message accepted.
+        service: the application name the documents must bind (an `EnclaveApp`'s
+            name); ignored when `check` is given (it has its own `service`).
 
     Returns:
         The established `SecureChannel`; no application data flowed before the
@@ -273,7 +276,9 @@ async def connect(
     if check is None:
         if expected is None:
             raise LocalProtocolError("connect() needs a policy (expected=) or a check=")
-        check = DocumentCheck(expected, roots=roots, max_age=max_age, allow_debug=allow_debug)
+        check = DocumentCheck(
+            expected, roots=roots, max_age=max_age, allow_debug=allow_debug, service=service
+        )
     stream = await transport_connect(address, timeout=timeout)
     frames = _StreamFrames(stream)
     conn = ClientConnection(check, rng=rng, suites=suites, limits=record_limits)

@@ -137,6 +137,7 @@ def connect_blocking(
     suites: Sequence[_wire.Suite] = DEFAULT_SUITES,
     record_limits: RecordLimits | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    service: str | None = None,
 ) -> BlockingChannel:
     """Blocking twin of `nitroguard.channel.aio.connect` (same arguments and errors).
 
@@ -145,7 +146,9 @@ def connect_blocking(
     if check is None:
         if expected is None:
             raise LocalProtocolError("connect_blocking() needs a policy (expected=) or check=")
-        check = DocumentCheck(expected, roots=roots, max_age=max_age, allow_debug=allow_debug)
+        check = DocumentCheck(
+            expected, roots=roots, max_age=max_age, allow_debug=allow_debug, service=service
+        )
     client = BlockingClient(address, timeout=timeout, max_frame_size=MAX_FRAME)
     conn = ClientConnection(check, rng=rng, suites=suites, limits=record_limits)
     try:
