@@ -339,6 +339,16 @@ class TestTrustedKeys:
         assert dict(keys.items())["alice"] == ALICE.public_key
         pem = ClientKey.from_pem(ALICE.private_pem())
         assert pem.public_key == ALICE.public_key
+        # The other accepted forms: PEM text and a `cryptography` key object.
+        from cryptography.hazmat.primitives import serialization
+
+        bob_key = serialization.load_der_public_key(BOB.public_key)
+        bob_pem = bob_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+        for form in (bob_pem, bob_key):
+            again = TrustedKeys({"bob": form})  # type: ignore[dict-item]
+            assert again.verify(BOB.auth_message(b"\x07" * 32), b"\x07" * 32) == "bob"
 
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -523,11 +533,15 @@ class TestCborBomb:
         try:
             client = await client_for(running, nsm)
             await client.channel.send_message(nested_bomb(64 * 1024))
-            reply = await client.channel.recv_message()
-            assert reply is not None
-            with pytest.raises(AppError) as info:
-                decode_response(reply, max_size=1 << 20)
-            assert info.value.reason == "too_many_items"
+            for strike in range(3):  # max_strikes: the third bomb ends the connection
+                if strike:
+                    await client.channel.send_message(nested_bomb(64 * 1024))
+                reply = await client.channel.recv_message()
+                assert reply is not None
+                with pytest.raises(AppError) as info:
+                    decode_response(reply, max_size=1 << 20)
+                assert info.value.reason == "too_many_items"
+            assert await client.channel.recv_message() is None
             await client.aclose()
         finally:
             await running.close()

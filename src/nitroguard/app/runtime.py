@@ -48,7 +48,12 @@ from nitroguard.channel.aio import (
     serve,
 )
 from nitroguard.channel.auth import TrustedKeys
-from nitroguard.channel.handshake import MAX_NONCE, MIN_NONCE, ServerIdentity
+from nitroguard.channel.handshake import (
+    MAX_NONCE,
+    MIN_NONCE,
+    ServerIdentity,
+    channel_user_data,
+)
 from nitroguard.errors import ChannelError, ConfigError, Error, Reason
 from nitroguard.findings import Finding, Status
 from nitroguard.transport import Address, ServerLimits
@@ -411,8 +416,6 @@ class EnclaveApp:
         clock: Callable[[], float] = time.monotonic,
         trusted_keys: TrustedKeys | None = None,
     ) -> None:
-        from nitroguard.channel.handshake import channel_user_data
-
         channel_user_data(name)  # a valid service name, or ConfigError now
         self.name = name
         self._ops: dict[str, tuple[Operation, AllowSpec | None]] = {}
@@ -675,6 +678,11 @@ class EnclaveApp:
             except Error as exc:
                 if exc.reason is Reason.TOO_MANY_ITEMS:
                     shared.logs.limited("items", "limit enforced: max_request_items")
+                    try:
+                        self._strike(session, shared, exc)
+                    except _Close:
+                        await channel.send_message(encode_error(exc))
+                        return
                 await channel.send_message(encode_error(exc))
                 continue
             await channel.send_message(encode_result(result))
