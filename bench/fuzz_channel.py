@@ -1,12 +1,13 @@
 """Long fuzz campaign for the channel: parsers, handshake and record layer.
 
-Mutates real handshake messages (made with the real emulator and verifier) and random
-records, and checks two properties for every case:
+Mutates real handshake messages (made with the real emulator and verifier), random
+records, client authentication messages (Ed25519 and P-384) and app requests (strict
+CBOR walk with the item limit), and checks two properties for every case:
 
 1. only `nitroguard.errors.Error` escapes (no crash, no foreign exception);
 2. nothing mutated is ever accepted: a changed ServerHello never completes the
    client's handshake, a changed ClientFinished never completes the server's, a
-   changed record never decrypts.
+   changed record never decrypts, a changed client authentication never verifies.
 
 Usage: python bench/fuzz_channel.py [--seconds 60] [--seed N]
 """
@@ -21,9 +22,11 @@ import time
 import warnings
 from collections.abc import Callable
 
+from nitroguard.app.protocol import decode_request, encode_request
 from nitroguard.attestation import Verifier, policy
 from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity, _wire
 from nitroguard.channel._wire import Suite
+from nitroguard.channel.auth import ClientKey, KeyAlgorithm, TrustedKeys
 from nitroguard.channel.record import RecordReceiver, RecordSender
 from nitroguard.channel.verify import DocumentCheck
 from nitroguard.errors import Error
@@ -81,11 +84,23 @@ def main() -> int:
     sender = RecordSender(Suite.AES_256_GCM, bytes(32))
     record = sender.seal_data(b"fuzz me " * 64)[0]
 
-    counts = dict.fromkeys(("decoders", "server_hello", "client_hello+finished", "records"), 0)
+    binding = bytes(range(32))
+    client_keys = [ClientKey.generate(alg) for alg in KeyAlgorithm]
+    trusted = TrustedKeys({f"k{i}": key.public_key for i, key in enumerate(client_keys)})
+    auths = [key.auth_message(binding) for key in client_keys]
+    requests = [
+        encode_request("put", {"key": "k", "value": b"v" * 100}),
+        encode_request("put", {"key": "k", "value": [[], {"a": 1}, [b"x", "y"]] * 10}),
+    ]
+
+    counts = dict.fromkeys(
+        ("decoders", "server_hello", "client_hello+finished", "records", "client_auth", "requests"),
+        0,
+    )
     failures: list[str] = []
     deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline and len(failures) < 20:
-        target = rng.randrange(4)
+        target = rng.randrange(6)
         try:
             if target == 0:
                 blob = mutate(rng, rng.choice((ch, sh, cf, record, b"\x15\x01")))
@@ -121,6 +136,21 @@ def main() -> int:
                 else:
                     failures.append("a ClientFinished from another session was accepted")
                 counts["client_hello+finished"] += 1
+            elif target == 4:
+                original = rng.choice(auths)
+                mutated = mutate(rng, original)
+                try:
+                    trusted.verify(mutated, binding)
+                except Error:
+                    pass
+                else:
+                    if mutated != original:
+                        failures.append(f"mutated client auth verified: {mutated.hex()}")
+                counts["client_auth"] += 1
+            elif target == 5:
+                with contextlib.suppress(Error):
+                    decode_request(mutate(rng, rng.choice(requests)), max_size=1 << 16)
+                counts["requests"] += 1
             else:
                 mutated = mutate(rng, record)
                 receiver = RecordReceiver(Suite.AES_256_GCM, bytes(32))
