@@ -43,11 +43,24 @@ from nitroguard.errors import ChannelError, ConfigError, Error, Reason
 from nitroguard.findings import Finding, Status
 from nitroguard.transport import Address, ServerLimits
 
-__all__ = ["AppConfig", "EnclaveApp", "Mode", "Operation", "RunningApp"]
+__all__ = ["METRIC_NAMES", "AppConfig", "EnclaveApp", "Mode", "Operation", "RunningApp"]
 
 log = logging.getLogger("nitroguard.app")
 
 Operation = Callable[[dict[str, Any]], Awaitable[Any]]
+
+#: The counters of the built-in ``metrics`` operation (issue 16): requests served,
+#: error replies, handler crashes, limits enforced, NSM calls, KMS calls (counted by
+#: the app with `EnclaveApp.count`).
+METRIC_NAMES: tuple[str, ...] = (
+    "requests",
+    "error_replies",
+    "handler_errors",
+    "limit_max_message",
+    "limit_attest_rate",
+    "nsm_calls",
+    "kms_calls",
+)
 _F = TypeVar("_F", bound=Operation)
 
 
@@ -231,6 +244,35 @@ class EnclaveApp:
         self.name = name
         self._ops: dict[str, Operation] = {}
         self._clock = clock
+        #: The app's own counters, served by the built-in ``metrics`` operation once
+        #: `expose_metrics` opened it (issue 16). Fixed names, integer values only.
+        self.counters: dict[str, int] = dict.fromkeys(METRIC_NAMES, 0)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add `n` to one of `METRIC_NAMES` (e.g. ``app.count("kms_calls")`` in an operation).
+
+        Raises:
+            ConfigError: `name` is not one of `METRIC_NAMES` (series stay bounded).
+        """
+        if name not in self.counters:
+            raise ConfigError(f"unknown app counter {name!r}; use one of {METRIC_NAMES}")
+        self.counters[name] += n
+
+    def expose_metrics(self, **register: Any) -> None:
+        """Open the built-in ``metrics`` operation (closed unless this is called).
+
+        It returns `counters` (no secrets: counts only). The keyword arguments go to
+        `operation`, so the app decides who may call it under its authorization
+        rules, for example the operator's principal, or anonymous callers by
+        explicit choice (the parent-side `nitroguard health` sidecar calls it).
+        """
+
+        async def metrics(args: dict[str, Any]) -> dict[str, int]:
+            if args:
+                raise ChannelError("metrics takes no arguments", Reason.INVALID_ARGUMENT)
+            return dict(self.counters)
+
+        self.operation("metrics", **register)(metrics)
 
     def operation(self, name: str) -> Callable[[_F], _F]:
         """Register ``async def op(args: dict) -> result`` under `name`.
@@ -362,16 +404,19 @@ class EnclaveApp:
                 message = await channel.recv_message()
             except Error as exc:
                 if exc.reason is Reason.TOO_LARGE:
+                    self.counters["limit_max_message"] += 1
                     log.warning("limit enforced: max_message (%s)", exc.message)
                 raise
             if message is None:
                 return
+            self.counters["requests"] += 1
             try:
                 op, args = decode_request(message, max_size=config.max_message)
                 result = await self._dispatch(
                     op, args, identity=identity, nsm=nsm, nsm_slots=nsm_slots, bucket=bucket
                 )
             except Error as exc:
+                self.counters["error_replies"] += 1
                 await channel.send_message(encode_error(exc))
                 continue
             await channel.send_message(encode_result(result))
@@ -400,9 +445,11 @@ class EnclaveApp:
                     f"nonce must be {MIN_NONCE}..{MAX_NONCE} bytes", Reason.INVALID_ARGUMENT
                 )
             if not bucket.take():
+                self.counters["limit_attest_rate"] += 1
                 log.warning("limit enforced: attest rate on one connection")
                 raise ChannelError("too many attestation requests", Reason.RATE_LIMITED)
             async with nsm_slots:
+                self.counters["nsm_calls"] += 1
                 document = await asyncio.to_thread(
                     identity.attest_nonce, nsm.get_attestation, nonce
                 )
@@ -410,7 +457,13 @@ class EnclaveApp:
         func = self._ops.get(op)
         if func is None:
             raise ChannelError(f"unknown operation {op!r}", Reason.UNKNOWN_OPERATION)
-        return await func(args)
+        try:
+            return await func(args)
+        except Error:
+            raise
+        except Exception:
+            self.counters["handler_errors"] += 1
+            raise
 
     def run(self, config: AppConfig | None = None, *, nsm: Any = None) -> None:
         """Start and serve until SIGTERM or SIGINT (blocking)."""

@@ -23,6 +23,11 @@ pool, no idle timeout):
   other special ranges is refused unless an explicit IP or CIDR entry covers
   that address. The proxy then connects to the address it checked, never
   resolving twice (no DNS-rebinding window).
+* Peer pinning (``--allow-cid``, issue 16 section 3): with several enclaves on one
+  parent, any of them can reach the proxy's vsock port. With ``allow_cids`` set,
+  the peer's CID (from ``getpeername``, through the injectable `PeerId` seam) must
+  be listed, or the connection is closed and counted before the upstream is
+  dialled and before a byte is read or forwarded.
 """
 
 from __future__ import annotations
@@ -50,10 +55,13 @@ from nitroguard.transport._stream import SocketStream, Stream
 __all__ = [
     "AllowEntry",
     "Allowlist",
+    "PeerId",
     "ProxyConfig",
     "ProxyCounters",
+    "relay_path",
     "resolve_upstream",
     "start_proxy",
+    "vsock_peer_cid",
 ]
 
 log = logging.getLogger("nitroguard.proxy")
@@ -175,6 +183,7 @@ class ProxyCounters:
         bytes_up: bytes copied client -> upstream.
         bytes_down: bytes copied upstream -> client.
         half_closes: EOFs propagated as ``SHUT_WR``.
+        peer_refused: connections refused because the peer's CID is not allowed.
     """
 
     denied: int = 0
@@ -182,6 +191,7 @@ class ProxyCounters:
     bytes_up: int = 0
     bytes_down: int = 0
     half_closes: int = 0
+    peer_refused: int = 0
 
     def snapshot(self) -> dict[str, int]:
         """A JSON-ready copy."""
@@ -191,10 +201,30 @@ class ProxyCounters:
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
             "half_closes": self.half_closes,
+            "peer_refused": self.peer_refused,
         }
 
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+#: Maps a peer's socket address (``getpeername``) to its vsock CID, or None when it
+#: has none. The seam lets tests drive the CID check over TCP (no vsock loopback).
+PeerId = Callable[[object], int | None]
+
+
+def vsock_peer_cid(peer: object) -> int | None:
+    """The CID of an AF_VSOCK peer address ``(cid, port)``; None for other families.
+
+    Only used on vsock listeners: the address of a TCP or Unix peer is never taken
+    for a CID (a TCP peer must not pass ``--allow-cid`` by looking like one).
+    """
+    if (
+        isinstance(peer, tuple)
+        and len(peer) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in peer)
+    ):
+        return int(peer[0])
+    return None
 
 
 async def _system_resolver(host: str, port: int) -> list[str]:
@@ -250,6 +280,8 @@ class ProxyConfig:
         max_connections: concurrent client connections (default 1024).
         idle_timeout: close when no byte moved either way for this long (default 60 s).
         connect_timeout: upstream connect deadline (default 5 s).
+        allow_cids: when set, only peers with one of these vsock CIDs are served
+            (``--allow-cid``); others are refused before anything is forwarded.
     """
 
     listen: Address
@@ -258,8 +290,16 @@ class ProxyConfig:
     max_connections: int = 1024
     idle_timeout: float = 60.0
     connect_timeout: float = 5.0
+    allow_cids: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
+        if self.allow_cids is not None:
+            if not self.allow_cids:
+                raise ConfigError("allow_cids must name at least one CID (or be None)")
+            for cid in self.allow_cids:
+                # CIDs 0-2 are the hypervisor, local and host: never an enclave.
+                if not 3 <= cid <= 0xFFFF_FFFE:
+                    raise ConfigError(f"--allow-cid {cid}: an enclave CID is 3..4294967294")
         if self.max_connections < 1:
             raise ConfigError("max_connections must be positive")
         if not self.idle_timeout > 0 or not self.connect_timeout > 0:
@@ -330,12 +370,32 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
 
 
 def make_handler(
-    config: ProxyConfig, counters: ProxyCounters, *, resolver: Resolver | None = None
+    config: ProxyConfig,
+    counters: ProxyCounters,
+    *,
+    resolver: Resolver | None = None,
+    peer_id: PeerId = vsock_peer_cid,
 ) -> Callable[[Connection], Awaitable[None]]:
     """The per-connection proxy handler (exposed for embedding in another server)."""
+    allow_cids = config.allow_cids
 
     async def handler(conn: Connection) -> None:
         client = conn.stream
+        if allow_cids is not None:
+            peer = client.peer if isinstance(client, SocketStream) else None
+            cid = peer_id(peer)
+            if cid is None or cid not in allow_cids:
+                counters.peer_refused += 1
+                if counters.peer_refused == 1 or counters.peer_refused % 100 == 0:
+                    log.warning(
+                        "refused a connection from CID %s (allowed: %s); %d refused so far",
+                        cid,
+                        ",".join(map(str, sorted(allow_cids))),
+                        counters.peer_refused,
+                    )
+                if isinstance(client, SocketStream):
+                    client.abort()
+                return
         try:
             target = await resolve_upstream(config.to, config.allow, resolver=resolver)
         except TransportError as exc:
@@ -393,6 +453,7 @@ async def start_proxy(
     *,
     ready: Callable[[Address], None] | None = None,
     resolver: Resolver | None = None,
+    peer_id: PeerId = vsock_peer_cid,
 ) -> tuple[Server, ProxyCounters]:
     """Start a proxy; returns the running `Server` and the proxy's counters.
 
@@ -407,9 +468,17 @@ async def start_proxy(
         shutdown_grace=5.0,
     )
     server = await serve(
-        make_handler(config, counters, resolver=resolver), config.listen, limits, ready=ready
+        make_handler(config, counters, resolver=resolver, peer_id=peer_id),
+        config.listen,
+        limits,
+        ready=ready,
     )
     # No await since serve() started the accept task, so this applies from the first accept:
     # a half-closed client that sent nothing may still expect the upstream's data.
     server._drop_early_eof = False
     return server, counters
+
+
+def relay_path() -> str:
+    """The relay path this process uses: ``splice`` (zero-copy) or ``copy``."""
+    return "copy"
