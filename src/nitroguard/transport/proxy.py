@@ -33,9 +33,11 @@ pool, no idle timeout):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, final
@@ -48,8 +50,9 @@ from nitroguard.errors import (
     TransportError,
 )
 from nitroguard.transport._address import Address, parse_address
-from nitroguard.transport._client import connect
+from nitroguard.transport._client import connect, connect_socket
 from nitroguard.transport._server import Connection, Server, ServerLimits, serve
+from nitroguard.transport._splice import Relay, splice_available
 from nitroguard.transport._stream import SocketStream, Stream
 
 __all__ = [
@@ -282,6 +285,8 @@ class ProxyConfig:
         connect_timeout: upstream connect deadline (default 5 s).
         allow_cids: when set, only peers with one of these vsock CIDs are served
             (``--allow-cid``); others are refused before anything is forwarded.
+        relay: ``auto`` (splice where it works, else copy), ``splice`` (required:
+            refuse to start without it) or ``copy``.
     """
 
     listen: Address
@@ -291,8 +296,13 @@ class ProxyConfig:
     idle_timeout: float = 60.0
     connect_timeout: float = 5.0
     allow_cids: frozenset[int] | None = None
+    relay: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.relay not in ("auto", "splice", "copy"):
+            raise ConfigError(f"relay must be auto, splice or copy, got {self.relay!r}")
+        if self.relay == "splice" and not splice_available():
+            raise ConfigError("relay=splice: splice(2) is not available here")
         if self.allow_cids is not None:
             if not self.allow_cids:
                 raise ConfigError("allow_cids must name at least one CID (or be None)")
@@ -369,6 +379,133 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return exc
 
 
+def _admit(config: ProxyConfig, counters: ProxyCounters, peer_id: PeerId, peer: object) -> bool:
+    """The ``--allow-cid`` check (counted and logged, rate-limited, when refused)."""
+    allow_cids = config.allow_cids
+    if allow_cids is None:
+        return True
+    cid = peer_id(peer)
+    if cid is not None and cid in allow_cids:
+        return True
+    counters.peer_refused += 1
+    if counters.peer_refused == 1 or counters.peer_refused % 100 == 0:
+        log.warning(
+            "refused a connection from CID %s (allowed: %s); %d refused so far",
+            cid,
+            ",".join(map(str, sorted(allow_cids))),
+            counters.peer_refused,
+        )
+    return False
+
+
+async def _target(
+    config: ProxyConfig, counters: ProxyCounters, resolver: Resolver | None
+) -> Address | None:
+    """The checked upstream address for this connection, or None (counted and logged)."""
+    try:
+        return await resolve_upstream(config.to, config.allow, resolver=resolver)
+    except TransportError as exc:
+        if exc.reason is Reason.NOT_ALLOWED:
+            counters.denied += 1
+            log.warning("denied: %s", exc.message)
+        else:
+            counters.upstream_failures += 1
+            log.warning("upstream failed: %s", exc.message)
+        return None
+
+
+def _abort(sock: socket.socket) -> None:
+    """Make the coming close() a reset (RST), as an aborted stream does."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def _close_gracefully(sock: socket.socket, budget: float = 1.0) -> None:
+    """Send FIN, then drain (bounded: `budget` seconds, 1 MiB) until the client's EOF.
+
+    A client that is still sending when it is turned away then sees a clean close
+    rather than a reset, as with the stream path (which reads eagerly).
+    """
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    drained = 0
+    try:
+        async with asyncio.timeout(budget):
+            while drained < 4 * _CHUNK:
+                data = await loop.sock_recv(sock, _CHUNK)
+                if not data:
+                    return
+                drained += len(data)
+    except (TimeoutError, OSError):
+        return
+
+
+def make_raw_handler(
+    config: ProxyConfig,
+    counters: ProxyCounters,
+    *,
+    resolver: Resolver | None = None,
+    peer_id: PeerId = vsock_peer_cid,
+    use_splice: bool = True,
+) -> Callable[[socket.socket], Awaitable[None]]:
+    """The zero-copy per-connection handler: takes the raw accepted socket.
+
+    Same checks, in the same order, as `make_handler` (CID, allowlist, upstream), then
+    a `Relay` (splice through a pipe on Linux; per-direction copy fallback).
+    """
+
+    async def handler(sock: socket.socket) -> None:
+        try:
+            peer: object = sock.getpeername()
+        except OSError:
+            peer = None
+        if not _admit(config, counters, peer_id, peer):
+            _abort(sock)
+            return
+        target = await _target(config, counters, resolver)
+        if target is None:
+            await _close_gracefully(sock)
+            return
+        try:
+            upstream = await connect_socket(target, timeout=config.connect_timeout)
+        except Error as exc:
+            counters.upstream_failures += 1
+            log.warning("upstream %s failed: %s", target, exc.diagnostics())
+            await _close_gracefully(sock)
+            return
+        clean = False
+
+        def up(n: int) -> None:
+            counters.bytes_up += n
+
+        def down(n: int) -> None:
+            counters.bytes_down += n
+
+        def eof() -> None:
+            counters.half_closes += 1
+
+        try:
+            relay = Relay(
+                sock,
+                upstream,
+                idle=config.idle_timeout,
+                count_up=up,
+                count_down=down,
+                on_eof=eof,
+                use_splice=use_splice,
+            )
+            await relay.run()
+            clean = True
+        finally:
+            if not clean:
+                _abort(sock)
+                _abort(upstream)
+            upstream.close()
+
+    return handler
+
+
 def make_handler(
     config: ProxyConfig,
     counters: ProxyCounters,
@@ -377,34 +514,16 @@ def make_handler(
     peer_id: PeerId = vsock_peer_cid,
 ) -> Callable[[Connection], Awaitable[None]]:
     """The per-connection proxy handler (exposed for embedding in another server)."""
-    allow_cids = config.allow_cids
 
     async def handler(conn: Connection) -> None:
         client = conn.stream
-        if allow_cids is not None:
-            peer = client.peer if isinstance(client, SocketStream) else None
-            cid = peer_id(peer)
-            if cid is None or cid not in allow_cids:
-                counters.peer_refused += 1
-                if counters.peer_refused == 1 or counters.peer_refused % 100 == 0:
-                    log.warning(
-                        "refused a connection from CID %s (allowed: %s); %d refused so far",
-                        cid,
-                        ",".join(map(str, sorted(allow_cids))),
-                        counters.peer_refused,
-                    )
-                if isinstance(client, SocketStream):
-                    client.abort()
-                return
-        try:
-            target = await resolve_upstream(config.to, config.allow, resolver=resolver)
-        except TransportError as exc:
-            if exc.reason is Reason.NOT_ALLOWED:
-                counters.denied += 1
-                log.warning("denied: %s", exc.message)
-            else:
-                counters.upstream_failures += 1
-                log.warning("upstream failed: %s", exc.message)
+        peer = client.peer if isinstance(client, SocketStream) else None
+        if not _admit(config, counters, peer_id, peer):
+            if isinstance(client, SocketStream):
+                client.abort()
+            return
+        target = await _target(config, counters, resolver)
+        if target is None:
             return
         try:
             upstream = await connect(target, timeout=config.connect_timeout)
@@ -476,9 +595,18 @@ async def start_proxy(
     # No await since serve() started the accept task, so this applies from the first accept:
     # a half-closed client that sent nothing may still expect the upstream's data.
     server._drop_early_eof = False
+    if relay_path(config.relay) == "splice":
+        server._raw_handler = make_raw_handler(config, counters, resolver=resolver, peer_id=peer_id)
     return server, counters
 
 
-def relay_path() -> str:
-    """The relay path this process uses: ``splice`` (zero-copy) or ``copy``."""
-    return "copy"
+def relay_path(relay: str = "auto") -> str:
+    """The relay path a proxy with ``relay`` uses here: ``splice`` (zero-copy) or ``copy``.
+
+    ``auto`` picks splice where it works (Linux); ``copy`` forces the asyncio-stream
+    path. A splice relay still falls back to copying, per direction, for a socket
+    family that splice refuses.
+    """
+    if relay == "copy":
+        return "copy"
+    return "splice" if splice_available() else "copy"
