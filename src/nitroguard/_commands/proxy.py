@@ -64,6 +64,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="serve only vsock peers with this CID (repeatable; vsock listeners only); "
         "others are refused and counted before a byte is forwarded",
     )
+    parser.add_argument(
+        "--relay",
+        choices=["auto", "splice", "copy"],
+        default="auto",
+        help="auto (default): zero-copy splice(2) where it works, else copy through Python",
+    )
     from nitroguard._commands._metrics import add_metrics_argument
 
     add_metrics_argument(parser)
@@ -74,7 +80,7 @@ async def _main(config: ProxyConfig, metrics_listen: str | None = None) -> int:
     from nitroguard._commands._metrics import start_metrics
 
     def ready(address: Address) -> None:
-        sys.stdout.write(f"listening on {address} (relay: {relay_path()})\n")
+        sys.stdout.write(f"listening on {address} (relay: {relay_path(config.relay)})\n")
         sys.stdout.flush()
 
     async with stop_on_signals() as stop:
@@ -84,7 +90,7 @@ async def _main(config: ProxyConfig, metrics_listen: str | None = None) -> int:
 
             def fill(registry: Any) -> None:
                 register_server(registry, server.counters, "nitroguard_proxy_server")
-                register_proxy(registry, counters, relay_path())
+                register_proxy(registry, counters, relay_path(config.relay))
 
             metrics = await start_metrics(metrics_listen, fill)
         except BaseException:
@@ -112,5 +118,6 @@ def _run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         connect_timeout=args.connect_timeout,
         allow_cids=None if args.allow_cid is None else frozenset(args.allow_cid),
+        relay=args.relay,
     )
     return asyncio.run(_main(config, args.metrics_listen))
