@@ -108,6 +108,8 @@ class Relay:
         self._loop = asyncio.get_running_loop()
         self.last = self._loop.time()
         self.paths: dict[str, str] = {}
+        self._waiters: dict[tuple[int, bool], asyncio.Future[None]] = {}
+        self._registered: set[tuple[int, bool]] = set()
 
     async def run(self) -> None:
         """Relay until both directions ended (clean) or one failed (raises).
@@ -145,26 +147,45 @@ class Relay:
             for fut in (up, down):
                 with contextlib.suppress(BaseException):
                     await fut
+            # Nothing stays registered with the loop once the relay is over.
+            for key in list(self._registered):
+                self._unregister(key)
 
     async def _wait(self, sock: socket.socket, *, write: bool) -> None:
+        """Wait until `sock` is readable (or writable).
+
+        The registration is kept after a wake-up (request/response traffic waits on the
+        same descriptor again right away: no epoll_ctl pair per message). A wake-up
+        with nobody waiting unregisters, so a level-triggered descriptor never spins.
+        """
+        key = (sock.fileno(), write)
         fut: asyncio.Future[None] = self._loop.create_future()
-        fd = sock.fileno()
-
-        def wake() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        if write:
-            self._loop.add_writer(fd, wake)
-        else:
-            self._loop.add_reader(fd, wake)
+        self._waiters[key] = fut
+        if key not in self._registered:
+            self._registered.add(key)
+            if write:
+                self._loop.add_writer(key[0], self._wake, key)
+            else:
+                self._loop.add_reader(key[0], self._wake, key)
         try:
             await fut
         finally:
-            if write:
-                self._loop.remove_writer(fd)
+            self._waiters.pop(key, None)
+
+    def _wake(self, key: tuple[int, bool]) -> None:
+        fut = self._waiters.pop(key, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+            return
+        self._unregister(key)
+
+    def _unregister(self, key: tuple[int, bool]) -> None:
+        if key in self._registered:
+            self._registered.discard(key)
+            if key[1]:
+                self._loop.remove_writer(key[0])
             else:
-                self._loop.remove_reader(fd)
+                self._loop.remove_reader(key[0])
 
     async def _direction(
         self, name: str, src: socket.socket, dst: socket.socket, count: Callable[[int], None]
