@@ -40,6 +40,8 @@ __all__ = ["PIPE_SIZE", "Relay", "splice_available"]
 PIPE_SIZE: Final = 1 << 20
 _F_SETPIPE_SZ: Final = 1031
 _CHUNK: Final = 256 * 1024
+#: A read shorter than this probably emptied the socket's receive queue.
+_SHORT_READ: Final = 16 * 1024
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 #: Errors meaning "splice cannot do this socket family": fall back to copying.
 _UNSUPPORTED: Final = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
@@ -214,10 +216,30 @@ class Relay:
         r, w = pipe
         in_pipe = 0
         moved_any = False
+        drained = False
         src_fd, dst_fd = src.fileno(), dst.fileno()
         loop = self._loop
         while True:
             if in_pipe == 0:
+                if drained:
+                    # The last read was short: small messages. Wait for readiness (no
+                    # splice that says EAGAIN), and move the next read of at most 16 KiB
+                    # with recv/send: for small messages that is cheaper than splice's
+                    # page handling. A full 16 KiB read means bulk again: back to splice.
+                    await self._wait(src, write=False)
+                    try:
+                        data = src.recv(_SHORT_READ)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        raise BrokenStreamError(f"{name}: receive failed: {exc}") from exc
+                    if not data:
+                        self._eof(name, dst)
+                        return True
+                    self.last = loop.time()
+                    await self._send_all(name, dst, data, count)
+                    drained = len(data) < _SHORT_READ
+                    continue
                 try:
                     n = os.splice(src_fd, w, PIPE_SIZE, flags=_SPLICE_FLAGS)
                 except BlockingIOError:
@@ -233,6 +255,7 @@ class Relay:
                     self._eof(name, dst)
                     return True
                 in_pipe = n
+                drained = n < _SHORT_READ
                 self.last = loop.time()
             try:
                 m = os.splice(r, dst_fd, in_pipe, flags=_SPLICE_FLAGS)
@@ -249,7 +272,6 @@ class Relay:
         self, name: str, src: socket.socket, dst: socket.socket, count: Callable[[int], None]
     ) -> None:
         self.paths.setdefault(name, "copy")
-        loop = self._loop
         while True:
             try:
                 data = src.recv(_CHUNK)
@@ -261,19 +283,24 @@ class Relay:
             if not data:
                 self._eof(name, dst)
                 return
-            self.last = loop.time()
-            view = memoryview(data)
-            while view:
-                try:
-                    sent = dst.send(view)
-                except BlockingIOError:
-                    await self._wait(dst, write=True)
-                    continue
-                except OSError as exc:
-                    raise BrokenStreamError(f"{name}: send failed: {exc}") from exc
-                view = view[sent:]
-                count(sent)
-                self.last = loop.time()
+            self.last = self._loop.time()
+            await self._send_all(name, dst, data, count)
+
+    async def _send_all(
+        self, name: str, dst: socket.socket, data: bytes, count: Callable[[int], None]
+    ) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = dst.send(view)
+            except BlockingIOError:
+                await self._wait(dst, write=True)
+                continue
+            except OSError as exc:
+                raise BrokenStreamError(f"{name}: send failed: {exc}") from exc
+            view = view[sent:]
+            count(sent)
+            self.last = self._loop.time()
 
     def _eof(self, name: str, dst: socket.socket) -> None:
         self._on_eof()
