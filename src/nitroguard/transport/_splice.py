@@ -14,6 +14,11 @@ guarantees is kept:
   ``idle`` seconds.
 * **Counters.** Bytes are counted as they leave the pipe (delivered to the kernel).
 
+Small messages: after a read shorter than 16 KiB (the socket's queue was emptied), the
+next read waits for readiness and uses ``recv``/``send`` on at most 16 KiB, which is
+cheaper than splice's page handling for a few bytes; a full 16 KiB read switches back
+to splice. Bulk transfers therefore stay zero-copy.
+
 Fallback: when ``splice`` is missing or refuses a socket family (``EINVAL``), the
 direction copies through a Python buffer with non-blocking ``recv``/``send``, with the
 same structure (one chunk in flight). `splice_available` tells which path a process
