@@ -106,6 +106,24 @@ class TestMonitor:
         assert result.reason is not None
         assert result.to_json()["ready"] is False
 
+    def test_a_bug_in_a_policy_does_not_stop_the_checks(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        class Broken:
+            def verify(self, doc: object, *, at: object) -> None:
+                raise RuntimeError("policy bug")
+
+        with running_enclave(tmp_path) as enc:
+            mon = HealthMonitor(
+                enc.address,
+                Broken(),  # type: ignore[arg-type]
+                roots=list(load_pem_roots(enc.root_pem.read_bytes())),
+            )
+            result = mon.check_once()
+        assert not result.ok
+        assert result.reason is Reason.INTERNAL_ERROR
+        assert "health check raised" in caplog.text
+
     @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
     def test_bad_interval(self, bad: float) -> None:
         with pytest.raises(ConfigError):

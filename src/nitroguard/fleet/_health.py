@@ -156,6 +156,9 @@ class HealthMonitor:
             reason, message = exc.reason, exc.diagnostics()
         except OSError as exc:
             reason, message = Reason.CONNECTION_REFUSED, f"connection failed: {exc}"
+        except Exception as exc:  # a bug must not stop the sidecar's checks
+            log.exception("health check raised")
+            reason, message = Reason.INTERNAL_ERROR, f"check failed: {type(exc).__name__}"
         end = self._clock()
         result = CheckResult(reason is None, reason, message, end - start, end, enclave)
         self._record(result, verified)
@@ -226,7 +229,7 @@ class HealthMonitor:
                     results = dict(monitor.results)
                     verifications = dict(monitor.verifications)
                     buckets = list(monitor._latencies)
-                    total, count = monitor._latency_sum, monitor._latency_count
+                    total = monitor._latency_sum
                     success = monitor.last_success
                 checks = CounterMetricFamily(
                     "nitroguard_health_checks",
@@ -265,7 +268,6 @@ class HealthMonitor:
                     "Seconds since the last successful check (NaN before the first).",
                     value=age,
                 )
-                del count
 
         registry.register(_Collector())
 
