@@ -67,7 +67,12 @@ async def connect(address: str | Address, *, timeout: float = DEFAULT_TIMEOUT) -
         TransportError: ``connection_refused`` when the peer is not listening.
         ConfigError: ``invalid_address`` for a bad address or missing AF_VSOCK.
     """
-    return await SocketStream.from_socket(await connect_socket(address, timeout=timeout))
+    sock = await connect_socket(address, timeout=timeout)
+    try:
+        return await SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def connect_socket(
