@@ -48,7 +48,7 @@ def spawn() -> Iterator[Spawn]:
             line,
             proc.stderr.read() if proc.poll() is not None else "",
         )
-        return proc, line.removeprefix("listening on ").strip()
+        return proc, line.removeprefix("listening on ").split()[0]
 
     yield start
     for proc in procs:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "nsm": "nsm",
     "serve": "serve",
     "proxy": "proxy",
+    "health": "health",
     "probe": "probe",
     "audit": "audit",
     "eif": "eif",

@@ -24,8 +24,9 @@ from nitroguard._commands.serve import (
     close_when_stopped,
     stop_on_signals,
 )
+from nitroguard.errors import ConfigError
 from nitroguard.transport import Address, parse_address
-from nitroguard.transport.proxy import Allowlist, ProxyConfig, start_proxy
+from nitroguard.transport.proxy import Allowlist, ProxyConfig, relay_path, start_proxy
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -54,17 +55,50 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--connect-timeout", type=_positive_float, default=5.0, metavar="S", help="default 5"
     )
+    parser.add_argument(
+        "--allow-cid",
+        action="append",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="serve only vsock peers with this CID (repeatable; vsock listeners only); "
+        "others are refused and counted before a byte is forwarded",
+    )
+    parser.add_argument(
+        "--relay",
+        choices=["auto", "splice", "copy"],
+        default="auto",
+        help="auto (default): zero-copy splice(2) where it works, else copy through Python",
+    )
+    from nitroguard._commands._metrics import add_metrics_argument
+
+    add_metrics_argument(parser)
     parser.set_defaults(func=_run)
 
 
-async def _main(config: ProxyConfig) -> int:
+async def _main(config: ProxyConfig, metrics_listen: str | None = None) -> int:
+    from nitroguard._commands._metrics import start_metrics
+
     def ready(address: Address) -> None:
-        sys.stdout.write(f"listening on {address}\n")
+        sys.stdout.write(f"listening on {address} (relay: {relay_path(config.relay)})\n")
         sys.stdout.flush()
 
     async with stop_on_signals() as stop:
         server, counters = await start_proxy(config, ready=ready)
+        try:
+            from nitroguard.fleet import register_proxy, register_server
+
+            def fill(registry: Any) -> None:
+                register_server(registry, server.counters, "nitroguard_proxy_server")
+                register_proxy(registry, counters, relay_path(config.relay))
+
+            metrics = await start_metrics(metrics_listen, fill)
+        except BaseException:
+            await server.close()
+            raise
         await close_when_stopped(server, stop)
+        if metrics is not None:
+            await metrics.close()
         sys.stderr.write(
             f"nitroguard proxy: stopped; server {server.counters.snapshot()} "
             f"proxy {counters.snapshot()}\n"
@@ -73,12 +107,17 @@ async def _main(config: ProxyConfig) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    listen = parse_address(args.listen)
+    if args.allow_cid is not None and listen.kind != "vsock":
+        raise ConfigError("--allow-cid needs a vsock listener (--listen vsock://any:PORT)")
     config = ProxyConfig(
-        listen=parse_address(args.listen),
+        listen=listen,
         to=parse_address(args.to),
         allow=Allowlist.parse(args.allow),
         max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,
         connect_timeout=args.connect_timeout,
+        allow_cids=None if args.allow_cid is None else frozenset(args.allow_cid),
+        relay=args.relay,
     )
-    return asyncio.run(_main(config))
+    return asyncio.run(_main(config, args.metrics_listen))

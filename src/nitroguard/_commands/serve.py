@@ -188,6 +188,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="S",
         help="log the counters every S seconds (needs -v to show INFO logs)",
     )
+    from nitroguard._commands._metrics import add_metrics_argument
+
+    add_metrics_argument(parser)
     parser.set_defaults(func=_run)
 
 
@@ -240,11 +243,29 @@ async def close_when_stopped(server: Server, stop: asyncio.Event) -> None:
 
 
 async def _main(
-    handler: Handler, address: Address, limits: ServerLimits, stats_interval: float | None
+    handler: Handler,
+    address: Address,
+    limits: ServerLimits,
+    stats_interval: float | None,
+    metrics_listen: str | None = None,
 ) -> int:
+    from nitroguard._commands._metrics import start_metrics
+
     async with stop_on_signals() as stop:
         server = await serve(handler, address, limits, ready=_ready, stats_interval=stats_interval)
+        try:
+            from nitroguard.fleet import register_server
+
+            metrics = await start_metrics(
+                metrics_listen,
+                lambda registry: register_server(registry, server.counters, "nitroguard_server"),
+            )
+        except BaseException:
+            await server.close()
+            raise
         await close_when_stopped(server, stop)
+        if metrics is not None:
+            await metrics.close()
         counters = server.counters.snapshot()
         sys.stderr.write(f"nitroguard serve: stopped; counters {counters}\n")
     return 0
@@ -254,4 +275,4 @@ def _run(args: argparse.Namespace) -> int:
     address = parse_address(args.listen)
     limits = limits_from_args(args)
     handler = _handler(args)
-    return asyncio.run(_main(handler, address, limits, args.stats_interval))
+    return asyncio.run(_main(handler, address, limits, args.stats_interval, args.metrics_listen))

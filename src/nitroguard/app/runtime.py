@@ -61,6 +61,7 @@ from nitroguard.transport import Address, ServerLimits
 __all__ = [
     "ANYONE",
     "AUTHENTICATED",
+    "METRIC_NAMES",
     "AllowSpec",
     "AppConfig",
     "Authenticator",
@@ -112,6 +113,19 @@ Operation = Callable[[dict[str, Any], CallContext], Awaitable[Any]]
 Authenticator = Callable[[str, bytes, CallContext], Awaitable[str]]
 #: ``AUTHENTICATED``, ``ANYONE``, a collection of principal names, or a predicate.
 AllowSpec = str | Collection[str] | Callable[[Principal], bool]
+
+#: The counters of the built-in ``metrics`` operation (issue 16): requests served,
+#: error replies, handler crashes, limits enforced, NSM calls, KMS calls (counted by
+#: the app with `EnclaveApp.count`).
+METRIC_NAMES: tuple[str, ...] = (
+    "requests",
+    "error_replies",
+    "handler_errors",
+    "limit_max_message",
+    "limit_attest_rate",
+    "nsm_calls",
+    "kms_calls",
+)
 _F = TypeVar("_F", bound=Operation)
 
 
@@ -422,6 +436,36 @@ class EnclaveApp:
         self._authenticators: dict[str, Authenticator] = {}
         self._clock = clock
         self.trusted_keys = trusted_keys
+        #: The app's own counters, served by the built-in ``metrics`` operation once
+        #: `expose_metrics` opened it (issue 16). Fixed names, integer values only.
+        self.counters: dict[str, int] = dict.fromkeys(METRIC_NAMES, 0)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add `n` to one of `METRIC_NAMES` (e.g. ``app.count("kms_calls")`` in an operation).
+
+        Raises:
+            ConfigError: `name` is not one of `METRIC_NAMES` (series stay bounded).
+        """
+        if name not in self.counters:
+            raise ConfigError(f"unknown app counter {name!r}; use one of {METRIC_NAMES}")
+        self.counters[name] += n
+
+    def expose_metrics(self, **register: Any) -> None:
+        """Open the built-in ``metrics`` operation (closed unless this is called).
+
+        It returns `counters` (no secrets: counts only). The keyword arguments go to
+        `operation`, so the app decides who may call it under its authorization
+        rules (``allow=``): for example the operator's principal, or ``ANYONE`` by
+        explicit choice (the parent-side `nitroguard health` sidecar calls it).
+        """
+
+        async def metrics(args: dict[str, Any], ctx: CallContext) -> dict[str, int]:
+            del ctx  # counts only: the same answer for every allowed caller
+            if args:
+                raise ChannelError("metrics takes no arguments", Reason.INVALID_ARGUMENT)
+            return dict(self.counters)
+
+        self.operation("metrics", **register)(metrics)
 
     def operation(self, name: str, *, allow: AllowSpec | None = None) -> Callable[[_F], _F]:
         """Register ``async def op(args: dict, ctx: CallContext) -> result`` under `name`.
@@ -657,6 +701,7 @@ class EnclaveApp:
                 message = await channel.recv_message()
             except Error as exc:
                 if exc.reason is Reason.TOO_LARGE:
+                    self.counters["limit_max_message"] += 1
                     shared.logs.limited(
                         "too_large", "limit enforced: max_message (%s)", exc.message
                     )
@@ -665,6 +710,7 @@ class EnclaveApp:
                 raise
             if message is None:
                 return
+            self.counters["requests"] += 1
             try:
                 op, args = decode_request(
                     message,
@@ -676,6 +722,7 @@ class EnclaveApp:
                 await channel.send_message(encode_error(close.error))
                 return
             except Error as exc:
+                self.counters["error_replies"] += 1
                 if exc.reason is Reason.TOO_MANY_ITEMS:
                     shared.logs.limited("items", "limit enforced: max_request_items")
                     try:
@@ -718,7 +765,13 @@ class EnclaveApp:
                     shared,
                     ChannelError(f"{principal.name!r} may not call {op!r}", Reason.NOT_AUTHORIZED),
                 )
-        return await func(args, session.context(op))
+        try:
+            return await func(args, session.context(op))
+        except Error:
+            raise
+        except Exception:
+            self.counters["handler_errors"] += 1
+            raise
 
     async def _authenticate(
         self, args: dict[str, Any], session: _Session, shared: _Shared
@@ -780,6 +833,7 @@ class EnclaveApp:
         # Per connection first, then the app-wide budget shared by every connection:
         # reconnecting buys a fresh per-connection bucket, never more NSM calls.
         if not session.attest.take():
+            self.counters["limit_attest_rate"] += 1
             shared.logs.limited("attest_conn", "limit enforced: attest rate on one connection")
             raise self._strike(
                 session,
@@ -787,6 +841,7 @@ class EnclaveApp:
                 ChannelError("too many attestation requests", Reason.RATE_LIMITED),
             )
         if not shared.attest_app.take():
+            self.counters["limit_attest_rate"] += 1
             shared.logs.limited("attest_app", "limit enforced: app-wide attest rate")
             raise self._strike(
                 session,
@@ -794,6 +849,7 @@ class EnclaveApp:
                 ChannelError("too many attestation requests (app-wide)", Reason.RATE_LIMITED),
             )
         async with shared.nsm_slots:
+            self.counters["nsm_calls"] += 1
             document = await asyncio.to_thread(
                 shared.identity.attest_nonce, shared.nsm.get_attestation, nonce
             )

@@ -38,7 +38,7 @@ from nitroguard.framing import (
 from nitroguard.transport._address import Address, has_vsock, parse_address
 from nitroguard.transport._stream import DEFAULT_RECEIVE_SIZE, SocketStream
 
-__all__ = ["BlockingClient", "connect", "recv_exact"]
+__all__ = ["BlockingClient", "connect", "connect_socket", "recv_exact"]
 
 DEFAULT_TIMEOUT: Final = 10.0
 
@@ -67,6 +67,23 @@ async def connect(address: str | Address, *, timeout: float = DEFAULT_TIMEOUT) -
         TransportError: ``connection_refused`` when the peer is not listening.
         ConfigError: ``invalid_address`` for a bad address or missing AF_VSOCK.
     """
+    sock = await connect_socket(address, timeout=timeout)
+    try:
+        return await SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def connect_socket(
+    address: str | Address,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - as `connect`
+) -> socket.socket:
+    """Like `connect`, but return the raw connected non-blocking socket (same errors).
+
+    The zero-copy proxy splices between raw descriptors (issue 16).
+    """
     addr = _addr(address)
     loop = asyncio.get_running_loop()
     sock = _new_socket(addr)
@@ -83,7 +100,7 @@ async def connect(address: str | Address, *, timeout: float = DEFAULT_TIMEOUT) -
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             else:
                 await loop.sock_connect(sock, _sockaddr(addr))
-            return await SocketStream.from_socket(sock)
+            return sock
     except TimeoutError:
         sock.close()
         raise TimeoutError_(

@@ -522,6 +522,10 @@ class Server:
         # Framed services have nothing to say to a peer that closed before its first
         # byte; raw-stream users that may speak first (the proxy) turn this off.
         self._drop_early_eof = True
+        # Hook (issue 16): a handler that takes the raw accepted socket instead of a
+        # `Connection` (the zero-copy proxy splices between file descriptors). The
+        # server still owns the socket: it is closed here when the handler returns.
+        self._raw_handler: Callable[[socket.socket], Awaitable[None]] | None = None
         self._root: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
         self._close_lock = asyncio.Lock()
@@ -610,6 +614,11 @@ class Server:
         lifetime: asyncio.Timeout | None = None
         task = asyncio.current_task()
         try:
+            if self._raw_handler is not None:
+                async with asyncio.timeout(self.limits.max_lifetime) as lifetime:
+                    await self._raw_handler(sock)
+                clean = True
+                return
             stream = await SocketStream.from_socket(sock, counter=counters)
             conn = Connection(stream, self.limits, _state=self._state)
             if task is not None:

@@ -23,14 +23,21 @@ pool, no idle timeout):
   other special ranges is refused unless an explicit IP or CIDR entry covers
   that address. The proxy then connects to the address it checked, never
   resolving twice (no DNS-rebinding window).
+* Peer pinning (``--allow-cid``, issue 16 section 3): with several enclaves on one
+  parent, any of them can reach the proxy's vsock port. With ``allow_cids`` set,
+  the peer's CID (from ``getpeername``, through the injectable `PeerId` seam) must
+  be listed, or the connection is closed and counted before the upstream is
+  dialled and before a byte is read or forwarded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, final
@@ -43,17 +50,21 @@ from nitroguard.errors import (
     TransportError,
 )
 from nitroguard.transport._address import Address, parse_address
-from nitroguard.transport._client import connect
+from nitroguard.transport._client import connect, connect_socket
 from nitroguard.transport._server import Connection, Server, ServerLimits, serve
+from nitroguard.transport._splice import Relay, splice_available
 from nitroguard.transport._stream import SocketStream, Stream
 
 __all__ = [
     "AllowEntry",
     "Allowlist",
+    "PeerId",
     "ProxyConfig",
     "ProxyCounters",
+    "relay_path",
     "resolve_upstream",
     "start_proxy",
+    "vsock_peer_cid",
 ]
 
 log = logging.getLogger("nitroguard.proxy")
@@ -175,6 +186,7 @@ class ProxyCounters:
         bytes_up: bytes copied client -> upstream.
         bytes_down: bytes copied upstream -> client.
         half_closes: EOFs propagated as ``SHUT_WR``.
+        peer_refused: connections refused because the peer's CID is not allowed.
     """
 
     denied: int = 0
@@ -182,6 +194,7 @@ class ProxyCounters:
     bytes_up: int = 0
     bytes_down: int = 0
     half_closes: int = 0
+    peer_refused: int = 0
 
     def snapshot(self) -> dict[str, int]:
         """A JSON-ready copy."""
@@ -191,10 +204,30 @@ class ProxyCounters:
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
             "half_closes": self.half_closes,
+            "peer_refused": self.peer_refused,
         }
 
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+#: Maps a peer's socket address (``getpeername``) to its vsock CID, or None when it
+#: has none. The seam lets tests drive the CID check over TCP (no vsock loopback).
+PeerId = Callable[[object], int | None]
+
+
+def vsock_peer_cid(peer: object) -> int | None:
+    """The CID of an AF_VSOCK peer address ``(cid, port)``; None for other families.
+
+    Only used on vsock listeners: the address of a TCP or Unix peer is never taken
+    for a CID (a TCP peer must not pass ``--allow-cid`` by looking like one).
+    """
+    if (
+        isinstance(peer, tuple)
+        and len(peer) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in peer)
+    ):
+        return int(peer[0])
+    return None
 
 
 async def _system_resolver(host: str, port: int) -> list[str]:
@@ -250,6 +283,10 @@ class ProxyConfig:
         max_connections: concurrent client connections (default 1024).
         idle_timeout: close when no byte moved either way for this long (default 60 s).
         connect_timeout: upstream connect deadline (default 5 s).
+        allow_cids: when set, only peers with one of these vsock CIDs are served
+            (``--allow-cid``); others are refused before anything is forwarded.
+        relay: ``auto`` (splice where it works, else copy), ``splice`` (required:
+            refuse to start without it) or ``copy``.
     """
 
     listen: Address
@@ -258,8 +295,21 @@ class ProxyConfig:
     max_connections: int = 1024
     idle_timeout: float = 60.0
     connect_timeout: float = 5.0
+    allow_cids: frozenset[int] | None = None
+    relay: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.relay not in ("auto", "splice", "copy"):
+            raise ConfigError(f"relay must be auto, splice or copy, got {self.relay!r}")
+        if self.relay == "splice" and not splice_available():
+            raise ConfigError("relay=splice: splice(2) is not available here")
+        if self.allow_cids is not None:
+            if not self.allow_cids:
+                raise ConfigError("allow_cids must name at least one CID (or be None)")
+            for cid in self.allow_cids:
+                # CIDs 0-2 are the hypervisor, local and host: never an enclave.
+                if not 3 <= cid <= 0xFFFF_FFFE:
+                    raise ConfigError(f"--allow-cid {cid}: an enclave CID is 3..4294967294")
         if self.max_connections < 1:
             raise ConfigError("max_connections must be positive")
         if not self.idle_timeout > 0 or not self.connect_timeout > 0:
@@ -329,22 +379,151 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return exc
 
 
+def _admit(config: ProxyConfig, counters: ProxyCounters, peer_id: PeerId, peer: object) -> bool:
+    """The ``--allow-cid`` check (counted and logged, rate-limited, when refused)."""
+    allow_cids = config.allow_cids
+    if allow_cids is None:
+        return True
+    cid = peer_id(peer)
+    if cid is not None and cid in allow_cids:
+        return True
+    counters.peer_refused += 1
+    if counters.peer_refused == 1 or counters.peer_refused % 100 == 0:
+        log.warning(
+            "refused a connection from CID %s (allowed: %s); %d refused so far",
+            cid,
+            ",".join(map(str, sorted(allow_cids))),
+            counters.peer_refused,
+        )
+    return False
+
+
+async def _target(
+    config: ProxyConfig, counters: ProxyCounters, resolver: Resolver | None
+) -> Address | None:
+    """The checked upstream address for this connection, or None (counted and logged)."""
+    try:
+        return await resolve_upstream(config.to, config.allow, resolver=resolver)
+    except TransportError as exc:
+        if exc.reason is Reason.NOT_ALLOWED:
+            counters.denied += 1
+            log.warning("denied: %s", exc.message)
+        else:
+            counters.upstream_failures += 1
+            log.warning("upstream failed: %s", exc.message)
+        return None
+
+
+def _abort(sock: socket.socket) -> None:
+    """Make the coming close() a reset (RST), as an aborted stream does."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def _close_gracefully(sock: socket.socket, budget: float = 1.0) -> None:
+    """Send FIN, then drain (bounded: `budget` seconds, 1 MiB) until the client's EOF.
+
+    A client that is still sending when it is turned away then sees a clean close
+    rather than a reset, as with the stream path (which reads eagerly).
+    """
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    drained = 0
+    try:
+        async with asyncio.timeout(budget):
+            while drained < 4 * _CHUNK:
+                data = await loop.sock_recv(sock, _CHUNK)
+                if not data:
+                    return
+                drained += len(data)
+    except (TimeoutError, OSError):
+        return
+
+
+def make_raw_handler(
+    config: ProxyConfig,
+    counters: ProxyCounters,
+    *,
+    resolver: Resolver | None = None,
+    peer_id: PeerId = vsock_peer_cid,
+    use_splice: bool = True,
+) -> Callable[[socket.socket], Awaitable[None]]:
+    """The zero-copy per-connection handler: takes the raw accepted socket.
+
+    Same checks, in the same order, as `make_handler` (CID, allowlist, upstream), then
+    a `Relay` (splice through a pipe on Linux; per-direction copy fallback).
+    """
+
+    async def handler(sock: socket.socket) -> None:
+        try:
+            peer: object = sock.getpeername()
+        except OSError:
+            peer = None
+        if not _admit(config, counters, peer_id, peer):
+            _abort(sock)
+            return
+        target = await _target(config, counters, resolver)
+        if target is None:
+            await _close_gracefully(sock)
+            return
+        try:
+            upstream = await connect_socket(target, timeout=config.connect_timeout)
+        except Error as exc:
+            counters.upstream_failures += 1
+            log.warning("upstream %s failed: %s", target, exc.diagnostics())
+            await _close_gracefully(sock)
+            return
+        clean = False
+
+        def up(n: int) -> None:
+            counters.bytes_up += n
+
+        def down(n: int) -> None:
+            counters.bytes_down += n
+
+        def eof() -> None:
+            counters.half_closes += 1
+
+        try:
+            relay = Relay(
+                sock,
+                upstream,
+                idle=config.idle_timeout,
+                count_up=up,
+                count_down=down,
+                on_eof=eof,
+                use_splice=use_splice,
+            )
+            await relay.run()
+            clean = True
+        finally:
+            if not clean:
+                _abort(sock)
+                _abort(upstream)
+            upstream.close()
+
+    return handler
+
+
 def make_handler(
-    config: ProxyConfig, counters: ProxyCounters, *, resolver: Resolver | None = None
+    config: ProxyConfig,
+    counters: ProxyCounters,
+    *,
+    resolver: Resolver | None = None,
+    peer_id: PeerId = vsock_peer_cid,
 ) -> Callable[[Connection], Awaitable[None]]:
     """The per-connection proxy handler (exposed for embedding in another server)."""
 
     async def handler(conn: Connection) -> None:
         client = conn.stream
-        try:
-            target = await resolve_upstream(config.to, config.allow, resolver=resolver)
-        except TransportError as exc:
-            if exc.reason is Reason.NOT_ALLOWED:
-                counters.denied += 1
-                log.warning("denied: %s", exc.message)
-            else:
-                counters.upstream_failures += 1
-                log.warning("upstream failed: %s", exc.message)
+        peer = client.peer if isinstance(client, SocketStream) else None
+        if not _admit(config, counters, peer_id, peer):
+            if isinstance(client, SocketStream):
+                client.abort()
+            return
+        target = await _target(config, counters, resolver)
+        if target is None:
             return
         try:
             upstream = await connect(target, timeout=config.connect_timeout)
@@ -393,6 +572,7 @@ async def start_proxy(
     *,
     ready: Callable[[Address], None] | None = None,
     resolver: Resolver | None = None,
+    peer_id: PeerId = vsock_peer_cid,
 ) -> tuple[Server, ProxyCounters]:
     """Start a proxy; returns the running `Server` and the proxy's counters.
 
@@ -407,9 +587,26 @@ async def start_proxy(
         shutdown_grace=5.0,
     )
     server = await serve(
-        make_handler(config, counters, resolver=resolver), config.listen, limits, ready=ready
+        make_handler(config, counters, resolver=resolver, peer_id=peer_id),
+        config.listen,
+        limits,
+        ready=ready,
     )
     # No await since serve() started the accept task, so this applies from the first accept:
     # a half-closed client that sent nothing may still expect the upstream's data.
     server._drop_early_eof = False
+    if relay_path(config.relay) == "splice":
+        server._raw_handler = make_raw_handler(config, counters, resolver=resolver, peer_id=peer_id)
     return server, counters
+
+
+def relay_path(relay: str = "auto") -> str:
+    """The relay path a proxy with ``relay`` uses here: ``splice`` (zero-copy) or ``copy``.
+
+    ``auto`` picks splice where it works (Linux); ``copy`` forces the asyncio-stream
+    path. A splice relay still falls back to copying, per direction, for a socket
+    family that splice refuses.
+    """
+    if relay == "copy":
+        return "copy"
+    return "splice" if splice_available() else "copy"
