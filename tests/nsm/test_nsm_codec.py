@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from nitroguard.errors import NsmError, Reason
 from nitroguard.nsm import codec
-from nitroguard.nsm.codec import (
+from nitroguard.nsm._codec import (
     Attestation,
     AttestationResponse,
     DescribeNsm,
