@@ -60,7 +60,7 @@ def test_wall_clock_step_is_reported(tree: Tree, step: float) -> None:
 
 
 def test_clocksource_change_is_reported(tree: Tree, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="nitroguard.audit._clock")
+    caplog.set_level(logging.WARNING, logger="nitroguard.audit.clock")
     tree.write(CLOCKSOURCE, "kvm-clock\n")
     clocks = Clocks()
     seen: list[ClockEvent] = []

@@ -33,7 +33,9 @@ __all__ = [
     "self_attest",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(
+    "nitroguard.audit.clock"
+)  # the name users filter on, kept across the _-module move
 
 #: ATT-4: nonces are at least 16 bytes; 32 is the recommended size.
 NONCE_SIZE = 32

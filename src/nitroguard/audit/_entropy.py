@@ -28,7 +28,9 @@ __all__ = [
     "seed_from_nsm",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(
+    "nitroguard.audit.entropy"
+)  # the name users filter on, kept across the _-module move
 
 
 def _ioc(direction: int, kind: int, number: int, size: int) -> int:

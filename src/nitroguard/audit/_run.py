@@ -32,7 +32,9 @@ __all__ = [
     "select_checks",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(
+    "nitroguard.audit"
+)  # the name users filter on, kept across the _-module move
 
 
 class _Named(Protocol):

@@ -1,7 +1,7 @@
 """The attestation document and its strict parser (nothing here is trusted yet).
 
 `AttestationDocument.parse` runs verification steps 1-3 of
-`nitroguard.attestation.verifier`: size, COSE envelope, payload schema. It accepts
+`nitroguard.attestation._verifier`: size, COSE envelope, payload schema. It accepts
 every form real NSMs emit and nothing else (``../shared/spec/attestation.md``
 sections 1.1-1.2; checklist ATT-8):
 
