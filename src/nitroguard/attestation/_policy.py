@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
+from nitroguard._util import is_int
 from nitroguard.errors import ConfigError, PolicyError, Reason
 
 __all__ = [
@@ -131,7 +132,7 @@ class PCRs:
         checked: dict[int, bytes] = {}
         for index, value in expected.items():
             untyped: object = index  # callers without type checking pass anything
-            if not isinstance(untyped, int) or isinstance(untyped, bool) or not 0 <= index <= 31:
+            if not is_int(untyped) or not 0 <= index <= 31:
                 raise ConfigError(f"PCR index must be in 0..31, got {index!r}")
             raw = _as_bytes(value, f"PCR{index}")
             if len(raw) != _PCR_LENGTH:

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
+from nitroguard._util import is_int
 from nitroguard.attestation import _roots
 from nitroguard.attestation._document import AttestationDocument
 from nitroguard.attestation._policy import NotDebug, Policy
@@ -383,7 +384,7 @@ class Verifier:
             if not isinstance(root, x509.Certificate):
                 raise ConfigError(f"trust roots must be x509.Certificate, got {root!r}")
         size: object = cache_size
-        if not isinstance(size, int) or isinstance(size, bool) or cache_size < 0:
+        if not is_int(size) or cache_size < 0:
             raise ConfigError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self._roots: frozenset[bytes] = frozenset(r.public_bytes(Encoding.DER) for r in roots)
         self._pairs: _Lru[tuple[bytes, bytes], bool] = _Lru(cache_size)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nitroguard._util import is_int
 from nitroguard.errors import ConfigError, Reason
 
 __all__ = [
@@ -304,7 +305,7 @@ def parse_describe_enclaves(data: bytes | str) -> tuple[EnclaveInfo, ...]:
             if len(cpu_ids) > MAX_CPU_ID + 1:
                 raise _bad_json(f"enclave #{index}: more than {MAX_CPU_ID + 1} CPUIDs")
             for cpu in cpu_ids:
-                if not isinstance(cpu, int) or isinstance(cpu, bool) or not 0 <= cpu <= MAX_CPU_ID:
+                if not is_int(cpu) or not 0 <= cpu <= MAX_CPU_ID:
                     raise _bad_json(
                         f"enclave #{index}: CPUIDs holds {str(cpu)[:20]!r}, "
                         f"not a CPU number 0-{MAX_CPU_ID}"

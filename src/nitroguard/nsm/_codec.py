@@ -21,6 +21,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Final
 
+from nitroguard._util import is_int
 from nitroguard.errors import DecodeError, NsmError, Reason
 from nitroguard.hazmat import cbor
 
@@ -187,7 +188,7 @@ Request = DescribePcr | ExtendPcr | LockPcr | LockPcrs | DescribeNsm | Attestati
 
 
 def _check_u16(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U16_MAX:
+    if not is_int(value) or not 0 <= value <= _U16_MAX:
         raise NsmError(
             f"{what} must be an integer in [0, {_U16_MAX}], got {value!r}",
             Reason.INVALID_ARGUMENT,
@@ -414,7 +415,7 @@ def _bytes_field(
 
 def _u16_field(body: Mapping[Any, Any], key: str, operation: str) -> int:
     value = _field(body, key, operation)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U16_MAX:
+    if not is_int(value) or not 0 <= value <= _U16_MAX:
         raise _bad(operation, f"field {key!r} must be a u16, got {value!r}")
     return value
 
@@ -455,7 +456,7 @@ def _decode_body(name: str, body: Mapping[Any, Any], operation: str) -> Response
     previous = -1
     for index in locked:
         # A BTreeSet serializes ascending and without duplicates.
-        if isinstance(index, bool) or not isinstance(index, int) or not previous < index < max_pcrs:
+        if not is_int(index) or not previous < index < max_pcrs:
             raise _bad(operation, "field 'locked_pcrs' is not an ascending set of valid indices")
         previous = index
     digest = _field(body, "digest", operation)
@@ -544,7 +545,7 @@ def _lenient_bytes(value: Any) -> bytes:
 
 
 def _lenient_u16(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U16_MAX:
+    if not is_int(value) or not 0 <= value <= _U16_MAX:
         raise ValueError("not a u16")
     return value
 
