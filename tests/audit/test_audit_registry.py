@@ -28,3 +28,12 @@ def test_registering_an_id_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match="RNG-1 is registered twice"):
         check("RNG-1", "another title")(again)
     assert title_of("RNG-1") == "Kernel hwrng is nsm-hwrng"
+
+
+def test_parent_checks_come_from_their_decorators() -> None:
+    from nitroguard.audit import PARENT_CHECKS
+    from nitroguard.audit._parent import parent_check
+
+    assert [c.id for c in PARENT_CHECKS] == ["CPU-2", "ATT-2", "VS-5", "ALLOC-1"]
+    with pytest.raises(ConfigError, match="parent check VS-5 is registered twice"):
+        parent_check("VS-5", "again")(PARENT_CHECKS[0].func)

@@ -43,6 +43,7 @@ __all__ = [
     "PARENT_CHECKS",
     "ParentCheck",
     "ParentFacts",
+    "parent_check",
     "siblings_path",
 ]
 
@@ -91,6 +92,32 @@ class ParentCheck:
     def area(self) -> str:
         """The id prefix, e.g. ``"CPU"``."""
         return self.id.split("-", 1)[0]
+
+
+_REGISTRY: dict[str, ParentCheck] = {}
+
+
+def parent_check(
+    id: str,  # noqa: A002 - the checklist calls it an id
+    title: str,
+) -> Callable[[Callable[[ParentFacts], Finding]], Callable[[ParentFacts], Finding]]:
+    """Register the decorated function as parent-side check `id`, titled `title` (its one source).
+
+    Raises:
+        ConfigError: `id` is registered twice.
+    """
+
+    def register(func: Callable[[ParentFacts], Finding]) -> Callable[[ParentFacts], Finding]:
+        if id in _REGISTRY:
+            raise ConfigError(f"parent check {id} is registered twice")
+        _REGISTRY[id] = ParentCheck(id, title, func)
+        return func
+
+    return register
+
+
+def _title(id: str) -> str:  # noqa: A002 - the checklist calls it an id
+    return _REGISTRY[id].title
 
 
 def siblings_path(cpu: int) -> str:
@@ -190,7 +217,6 @@ def _offline_verdict(facts: ParentFacts, pool: frozenset[int]) -> tuple[str | No
     )
 
 
-_CPU2_TITLE = "NE CPU pool is whole cores, not CPU 0's (parent)"
 _CPU2_FIX = (
     "Give the enclaves whole cores and keep CPU 0's core for the parent: set cpu_pool in "
     "/etc/nitro_enclaves/allocator.yaml to complete sibling sets (see "
@@ -199,9 +225,10 @@ _CPU2_FIX = (
 )
 
 
+@parent_check("CPU-2", "NE CPU pool is whole cores, not CPU 0's (parent)")
 def check_cpu2(facts: ParentFacts) -> Finding:
     """CPU-2: the NE CPU pool is whole physical cores and excludes CPU 0's core."""
-    title = _CPU2_TITLE
+    title = _title("CPU-2")
     if facts.module is None:
         return Finding(
             "CPU-2",
@@ -264,9 +291,10 @@ _NO_DESCRIBE = (
 )
 
 
+@parent_check("ATT-2", "No enclave runs in debug mode (describe-enclaves)")
 def check_att2_parent(facts: ParentFacts) -> Finding:
     """ATT-2 (parent): no enclave on this host runs with ``Flags: DEBUG_MODE``."""
-    title = "No enclave runs in debug mode (describe-enclaves)"
+    title = _title("ATT-2")
     if facts.enclaves is None:
         return Finding("ATT-2", title, Status.SKIP, _NO_DESCRIBE)
     if not facts.enclaves:
@@ -285,9 +313,10 @@ def check_att2_parent(facts: ParentFacts) -> Finding:
     return Finding("ATT-2", title, Status.PASS, evidence)
 
 
+@parent_check("VS-5", "Proxied CID is the running enclave's (describe-enclaves)")
 def check_vs5_parent(facts: ParentFacts) -> Finding:
     """VS-5 (parent): the CID the operator proxies to is a running enclave's EnclaveCID."""
-    title = "Proxied CID is the running enclave's (describe-enclaves)"
+    title = _title("VS-5")
     fix = (
         "Point the proxy at the EnclaveCID that describe-enclaves reports for the intended "
         "enclave (or start it with --enclave-cid N). The CID only routes: clients must "
@@ -331,9 +360,10 @@ def _smt_width(facts: ParentFacts) -> int | None:
     return len(core0) if isinstance(core0, frozenset) else None
 
 
+@parent_check("ALLOC-1", "Enclave allocator configuration (allocator.yaml)")
 def check_allocator(facts: ParentFacts) -> Finding:
     """ALLOC-1: ``allocator.yaml`` is coherent and matches the live pool."""
-    title = "Enclave allocator configuration (allocator.yaml)"
+    title = _title("ALLOC-1")
     read = facts.allocator
     fix = (
         "Edit /etc/nitro_enclaves/allocator.yaml: memory_mib (>= 64) and exactly one of "
@@ -400,11 +430,5 @@ def check_allocator(facts: ParentFacts) -> Finding:
     return Finding("ALLOC-1", title, Status.PASS, evidence)
 
 
-PARENT_CHECKS: tuple[ParentCheck, ...] = (
-    ParentCheck("CPU-2", _CPU2_TITLE, check_cpu2),
-    ParentCheck("ATT-2", "No enclave runs in debug mode (describe-enclaves)", check_att2_parent),
-    ParentCheck(
-        "VS-5", "Proxied CID is the running enclave's (describe-enclaves)", check_vs5_parent
-    ),
-    ParentCheck("ALLOC-1", "Enclave allocator configuration (allocator.yaml)", check_allocator),
-)
+#: The parent-side checks, in registration (display) order.
+PARENT_CHECKS: tuple[ParentCheck, ...] = tuple(_REGISTRY.values())
