@@ -6,38 +6,8 @@ A logic-free re-export of `nitroguard.attestation._policy`, kept as a public mod
 ``from nitroguard.attestation.policy import Policy`` is used for type hints.
 """
 
-from nitroguard.attestation._policy import (
-    DEBUG_PCRS,
-    MIN_NONCE_LENGTH,
-    AllOf,
-    AnyOf,
-    AttestedFields,
-    MaxAge,
-    ModuleId,
-    Nonce,
-    NotDebug,
-    PCRs,
-    Policy,
-    PublicKey,
-    UnsafeNoOp,
-    UnsafePolicyWarning,
-    UserData,
-)
+# The star import re-exports exactly `_policy.__all__` (one list of names, not two).
+from nitroguard.attestation import _policy
+from nitroguard.attestation._policy import *  # noqa: F403
 
-__all__ = [
-    "DEBUG_PCRS",
-    "MIN_NONCE_LENGTH",
-    "AllOf",
-    "AnyOf",
-    "AttestedFields",
-    "MaxAge",
-    "ModuleId",
-    "Nonce",
-    "NotDebug",
-    "PCRs",
-    "Policy",
-    "PublicKey",
-    "UnsafeNoOp",
-    "UnsafePolicyWarning",
-    "UserData",
-]
+__all__ = _policy.__all__
