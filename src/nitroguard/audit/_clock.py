@@ -33,9 +33,7 @@ __all__ = [
     "self_attest",
 ]
 
-log = logging.getLogger(
-    "nitroguard.audit.clock"
-)  # the name users filter on, kept across the _-module move
+log = logging.getLogger("nitroguard.audit.clock")  # the pre-_-module name users filter on
 
 #: ATT-4: nonces are at least 16 bytes; 32 is the recommended size.
 NONCE_SIZE = 32

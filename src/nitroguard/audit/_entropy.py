@@ -28,9 +28,7 @@ __all__ = [
     "seed_from_nsm",
 ]
 
-log = logging.getLogger(
-    "nitroguard.audit.entropy"
-)  # the name users filter on, kept across the _-module move
+log = logging.getLogger("nitroguard.audit.entropy")  # the pre-_-module name users filter on
 
 
 def _ioc(direction: int, kind: int, number: int, size: int) -> int:

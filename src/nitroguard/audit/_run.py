@@ -32,9 +32,7 @@ __all__ = [
     "select_checks",
 ]
 
-log = logging.getLogger(
-    "nitroguard.audit"
-)  # the name users filter on, kept across the _-module move
+log = logging.getLogger("nitroguard.audit")  # the pre-_-module name users filter on
 
 
 class _Named(Protocol):

@@ -35,9 +35,7 @@ from nitroguard.transport import Address, BlockingClient, recv_exact
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "NsmServer", "SocketNsm"]
 
-_log = logging.getLogger(
-    "nitroguard.nsm.socket"
-)  # the name users filter on, kept across the _-module move
+_log = logging.getLogger("nitroguard.nsm.socket")  # the pre-_-module name users filter on
 
 DEFAULT_MAX_CONNECTIONS: Final = 32
 #: Seconds a client may stay silent between requests.
