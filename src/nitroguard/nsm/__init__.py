@@ -13,7 +13,7 @@
 Implementation lives in the ``_``-modules; this file only re-exports.
 """
 
-from nitroguard.nsm import _codec as codec
+from nitroguard.nsm import codec
 from nitroguard.nsm._codec import NsmDescription, PcrDescription
 from nitroguard.nsm._device import NSM_IOCTL_RAW, DeviceNsm, pack_message, unpack_message
 from nitroguard.nsm._emulator import DEFAULT_IMAGE_PCRS, EmulatedNsm, extend

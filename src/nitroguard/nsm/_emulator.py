@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from nitroguard.errors import ConfigError, Error
 from nitroguard.hazmat import cbor, cose
-from nitroguard.nsm import _codec as codec
+from nitroguard.nsm import codec
 from nitroguard.nsm._codec import ErrorCode, NsmDescription, PcrDescription
 from nitroguard.nsm._interface import Nsm
 from nitroguard.nsm._pki import EmulatorPki

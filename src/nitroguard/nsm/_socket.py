@@ -28,7 +28,7 @@ from typing import Final
 
 from nitroguard.errors import ConfigError, NsmError, Reason, RemoteProtocolError, TransportError
 from nitroguard.framing import HEADER_SIZE, NEED_DATA, Frame, FrameDecoder, encode_frame
-from nitroguard.nsm import _codec as codec
+from nitroguard.nsm import codec
 from nitroguard.nsm._emulator import EmulatedNsm
 from nitroguard.nsm._interface import Nsm
 from nitroguard.transport import Address, BlockingClient, recv_exact
