@@ -187,7 +187,7 @@ def main() -> int:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from nitroguard.attestation import AttestationDocument, Verifier
-    from nitroguard.attestation.verifier import clear_parsed_cache
+    from nitroguard.attestation._verifier import clear_parsed_cache
     from nitroguard.hazmat import cose
 
     if args.doc:

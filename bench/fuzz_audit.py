@@ -38,12 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "audit
 from audit_trees import Tree, build_well_configured
 
 from nitroguard._kernel import kstrtobool, parse_cmdline, parse_kernel_version
-from nitroguard.audit import DEFAULT, run
-from nitroguard.audit.parent import (
+from nitroguard.audit import (
+    DEFAULT,
     MAX_CPU_ID,
     parse_allocator_config,
     parse_cpu_list,
     parse_describe_enclaves,
+    run,
 )
 from nitroguard.errors import ConfigError, Reason
 from nitroguard.findings import Status

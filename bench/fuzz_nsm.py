@@ -18,8 +18,7 @@ import sys
 import time
 
 from nitroguard.errors import NsmError, Reason
-from nitroguard.nsm import codec
-from nitroguard.nsm.pki import EmulatorPki
+from nitroguard.nsm import EmulatorPki, codec
 from nitroguard.testing import ephemeral_nsm
 
 EXPECTED = [

@@ -37,3 +37,16 @@ class TestErrorTree:
         values = [r.value for r in Reason]
         assert len(values) == len(set(values))
         assert all(v == v.lower() and " " not in v for v in values)
+
+
+def test_every_reason_is_raised_somewhere() -> None:
+    """A `Reason` that no code raises is a promise the library does not keep (issue 15)."""
+    import pathlib
+
+    import nitroguard
+    from nitroguard.errors import Reason
+
+    root = pathlib.Path(nitroguard.__file__).parent
+    source = "\n".join(p.read_text() for p in root.rglob("*.py"))
+    unused = [r.name for r in Reason if f"Reason.{r.name}" not in source]
+    assert unused == []

@@ -11,8 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nitroguard.attestation import Verifier, policy, verify
-from nitroguard.attestation.verifier import STEPS
+from nitroguard.attestation import STEPS, Verifier, policy, verify
 from nitroguard.errors import ConfigError, PolicyError, Reason, VerificationError
 from nitroguard.hazmat import cose
 from nitroguard.testing.pki import AwsLikePki, default_specs, issue
@@ -457,7 +456,7 @@ class TestCache:
         assert len(small._pairs) == 0
 
     def test_parsed_certificates_are_shared_but_trust_is_not(self, pki: AwsLikePki) -> None:
-        from nitroguard.attestation import verifier as module
+        from nitroguard.attestation import _verifier as module
 
         module.clear_parsed_cache()
         assert len(module._PARSED) == 0

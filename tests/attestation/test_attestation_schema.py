@@ -8,8 +8,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from nitroguard.attestation import AttestationDocument, Verifier
-from nitroguard.attestation.document import MAX_DOCUMENT_SIZE
+from nitroguard.attestation import MAX_DOCUMENT_SIZE, AttestationDocument, Verifier
 from nitroguard.errors import DecodeError, Error, Reason, VerificationError
 from nitroguard.testing.pki import AwsLikePki, encode_map
 

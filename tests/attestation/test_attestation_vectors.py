@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from nitroguard.attestation import AttestationDocument, Verifier, aws_root, policy
-from nitroguard.attestation.roots import AWS_ROOT_G1_SHA256, fingerprint
+from nitroguard.attestation import (
+    AWS_ROOT_G1_SHA256,
+    AttestationDocument,
+    Verifier,
+    aws_root,
+    fingerprint,
+    policy,
+)
 from nitroguard.errors import PolicyError, Reason, VerificationError
 
 pytestmark = pytest.mark.vectors

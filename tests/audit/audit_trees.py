@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nitroguard.audit import SystemProbe
+from nitroguard.audit import SystemReader
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC).timestamp()
 
@@ -129,10 +129,10 @@ class Tree:
         """Write /proc/config.gz (CONFIG_IKCONFIG_PROC) from `text`."""
         self.write("/proc/config.gz", gzip.compress(text.encode()))
 
-    def probe(self, **kwargs: object) -> SystemProbe:
+    def probe(self, **kwargs: object) -> SystemReader:
         defaults: dict[str, object] = {"getrandom_ready": True, "wall_clock": lambda: NOW}
         defaults.update(kwargs)
-        return SystemProbe(self.root, **defaults)  # type: ignore[arg-type]
+        return SystemReader(self.root, **defaults)  # type: ignore[arg-type]
 
 
 def build_well_configured(tree: Tree) -> Tree:

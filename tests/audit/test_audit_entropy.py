@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from nitroguard.audit.entropy import RNDADDENTROPY, pack_rand_pool_info, seed_from_nsm
+from nitroguard.audit._entropy import RNDADDENTROPY, pack_rand_pool_info, seed_from_nsm
 from nitroguard.errors import AuditError, NsmError
 from nitroguard.nsm import EmulatedNsm
 from nitroguard.testing import ephemeral_nsm
@@ -193,7 +193,7 @@ def test_real_kernel(recorded: tuple[EmulatedNsm, RecordingRng]) -> None:
 # interpreter's files may not be readable by nobody); then only the syscalls run.
 _UNPRIVILEGED = """
 import errno, json, logging, os
-from nitroguard.audit.entropy import seed_from_nsm
+from nitroguard.audit._entropy import seed_from_nsm
 from nitroguard.testing import ephemeral_nsm
 nsm = ephemeral_nsm()
 nsm.get_random(1)

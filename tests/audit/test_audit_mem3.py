@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nitroguard._kernel import kaslr_disabled, parse_cmdline, parse_kernel_config
-from nitroguard.audit import SystemProbe, run
-from nitroguard.audit.probe import MAX_GZIP_SIZE
+from nitroguard.audit import SystemReader, run
+from nitroguard.audit._system import MAX_GZIP_SIZE
 from nitroguard.findings import Finding, Status
 
 MakeTree = Callable[[str], Tree]
@@ -129,7 +129,7 @@ def test_bomb_is_64_mib_but_compressed_small() -> None:
 def test_exactly_at_the_cap_is_accepted(tmp_path: Path) -> None:
     tree = Tree(tmp_path)
     tree.write("/proc/config.gz", gzip.compress(b"#" * 100))
-    probe = SystemProbe(tmp_path)
+    probe = SystemReader(tmp_path)
     assert probe.read_gzip("/proc/config.gz", max_size=100).raw == "#" * 100
     refused = probe.read_gzip("/proc/config.gz", max_size=99)
     assert refused.error == "decompresses to more than 99 bytes; refused"

@@ -15,7 +15,7 @@ import pytest
 from audit_trees import Tree
 
 from nitroguard.audit import attested_time, require_secure_environment, run
-from nitroguard.audit.clock import self_attest
+from nitroguard.audit._clock import self_attest
 from nitroguard.errors import InsecureEnvironment, NsmError, Reason, VerificationError
 from nitroguard.findings import Finding, Status
 from nitroguard.nsm import DeviceNsm, EmulatedNsm, NsmServer

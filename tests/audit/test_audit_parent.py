@@ -19,9 +19,15 @@ from audit_trees import Tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nitroguard.audit import SystemProbe, run_parent
-from nitroguard.audit.facts import gather_parent
-from nitroguard.audit.parent import (
+from nitroguard.audit import SystemReader, run_parent
+from nitroguard.audit._facts import gather_parent
+from nitroguard.audit._parent import (
+    check_allocator,
+    check_att2_parent,
+    check_cpu2,
+    check_vs5_parent,
+)
+from nitroguard.audit._parent_parse import (
     ALLOCATOR_PATH,
     CPU_DIR,
     MAX_CPU_ID,
@@ -29,10 +35,6 @@ from nitroguard.audit.parent import (
     NE_CPUS_PATH,
     NE_MODULE_DIR,
     EnclaveInfo,
-    check_allocator,
-    check_att2_parent,
-    check_cpu2,
-    check_vs5_parent,
     format_cpu_list,
     parse_allocator_config,
     parse_cid,
@@ -121,7 +123,7 @@ def parent_tree(
 
 
 def findings(tree: Tree, enclaves: Any = None, expect_cid: int | None = None) -> dict[str, Finding]:
-    return {f.id: f for f in run_parent(SystemProbe(tree.root), enclaves, expect_cid)}
+    return {f.id: f for f in run_parent(SystemReader(tree.root), enclaves, expect_cid)}
 
 
 def cpu2(tree: Tree, enclaves: Any = None) -> Finding:
@@ -347,7 +349,7 @@ def test_cpu2_enclave_cpus_outside_the_pool_warn(tree: Tree) -> None:
 
 def test_gather_parent_reads_only_the_cpus_it_needs(tree: Tree) -> None:
     parent_tree(tree, ADJACENT, "2-3\n")
-    facts = gather_parent(SystemProbe(tree.root))
+    facts = gather_parent(SystemReader(tree.root))
     assert sorted(facts.siblings) == [0, 1, 2, 3, 4, 5]
     assert sorted(facts.cpu_online) == [2, 3]
     assert facts.enclaves is None
@@ -476,7 +478,7 @@ def test_vs5_skip_lists_the_running_cids(tree: Tree) -> None:
 
 
 def test_vs5_pure_check_fails_closed_without_enclaves(tree: Tree) -> None:
-    facts = gather_parent(SystemProbe(tree.root), None, 16)
+    facts = gather_parent(SystemReader(tree.root), None, 16)
     assert check_vs5_parent(facts).status is Status.FAIL
     assert check_att2_parent(facts).status is Status.SKIP
 
@@ -508,16 +510,16 @@ def test_parse_cid_rejects(value: Any, match: str) -> None:
 
 def test_run_parent_usage_errors(tree: Tree) -> None:
     with pytest.raises(ConfigError, match="expected CID needs the describe-enclaves output"):
-        run_parent(SystemProbe(tree.root), None, 16)
+        run_parent(SystemReader(tree.root), None, 16)
     with pytest.raises(ConfigError, match="unknown check 'CPU-9'"):
-        run_parent(SystemProbe(tree.root), only=["CPU-9"])
+        run_parent(SystemReader(tree.root), only=["CPU-9"])
     with pytest.raises(ConfigError, match="not JSON") as info:
-        run_parent(SystemProbe(tree.root), b"[{")
+        run_parent(SystemReader(tree.root), b"[{")
     assert info.value.reason is Reason.MALFORMED_DESCRIBE_ENCLAVES
-    only = run_parent(SystemProbe(tree.root), only=["VS", "CPU-2"])
+    only = run_parent(SystemReader(tree.root), only=["VS", "CPU-2"])
     assert [f.id for f in only] == ["CPU-2", "VS-5"]
     parsed = parse_describe_enclaves(json.dumps(PRODUCTION))
-    assert run_parent(SystemProbe(tree.root), parsed, 16, only=["VS-5"])[0].status is Status.PASS
+    assert run_parent(SystemReader(tree.root), parsed, 16, only=["VS-5"])[0].status is Status.PASS
 
 
 _ENTRY_VALUES = st.one_of(
@@ -699,7 +701,7 @@ def test_alloc_pool_not_applied_warns(tree: Tree) -> None:
 
 def test_pure_checks_on_hand_built_facts(tree: Tree) -> None:
     parent_tree(tree, C5_XLARGE, "1,3\n", allocator=DEFAULT_ALLOCATOR)
-    facts = gather_parent(SystemProbe(tree.root), parse_describe_enclaves(json.dumps(DEBUG)), 16)
+    facts = gather_parent(SystemReader(tree.root), parse_describe_enclaves(json.dumps(DEBUG)), 16)
     assert check_cpu2(facts).status is Status.PASS
     assert check_att2_parent(facts).status is Status.FAIL
     assert check_vs5_parent(facts).status is Status.PASS
@@ -728,7 +730,7 @@ def test_fuzz_whole_parent_audit_never_crashes(
     tree.write(f"{CPU_DIR}/cpu1/topology/thread_siblings_list", siblings)
     tree.write(f"{CPU_DIR}/online", online)
     tree.write(ALLOCATOR_PATH, allocator)
-    for finding in run_parent(SystemProbe(tree.root), json.dumps(PRODUCTION), 16):
+    for finding in run_parent(SystemReader(tree.root), json.dumps(PRODUCTION), 16):
         assert finding.evidence
         assert finding.status in Status
 

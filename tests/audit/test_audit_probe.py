@@ -1,4 +1,4 @@
-"""SystemProbe: bounded, non-blocking, never crashing (kernel parsers: test_kernel_facts)."""
+"""SystemReader: bounded, non-blocking, never crashing (kernel parsers: test_kernel_facts)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from audit_trees import Tree, build_well_configured
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nitroguard.audit import DEFAULT, SystemProbe, run
+from nitroguard.audit import DEFAULT, SystemReader, run
 from nitroguard.findings import Status
 
-# --- SystemProbe ---------------------------------------------------------------------
+# --- SystemReader ---------------------------------------------------------------------
 
 
 def test_read_keeps_raw_text_and_trims_value(tree: Tree) -> None:
@@ -57,7 +57,7 @@ def test_read_refuses_a_fifo_without_blocking(tree: Tree) -> None:
 
 def test_read_refuses_oversized_files(tree: Tree) -> None:
     tree.write("/proc/cmdline", "x" * 5000)
-    read = SystemProbe(tree.root, max_read=4096).read("/proc/cmdline")
+    read = SystemReader(tree.root, max_read=4096).read("/proc/cmdline")
     assert read.raw is None
     assert read.error == "larger than 4096 bytes"
 
@@ -69,8 +69,8 @@ def test_read_refuses_a_directory(tree: Tree) -> None:
 
 _READ_AS_NOBODY = """
 import os, sys
-from nitroguard.audit import SystemProbe
-probe = SystemProbe(sys.argv[1])
+from nitroguard.audit import SystemReader
+probe = SystemReader(sys.argv[1])
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 print(probe.read("/proc/readable").value, probe.read("/proc/cmdline").error)
 """
@@ -80,7 +80,7 @@ def test_read_permission_denied(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         tree = Tree(tmp_path)
         tree.write("/proc/cmdline", "quiet\n").chmod(0)
-        assert SystemProbe(tmp_path).read("/proc/cmdline").error == "permission denied"
+        assert SystemReader(tmp_path).read("/proc/cmdline").error == "permission denied"
         return
     # Root bypasses file permissions: read as an unprivileged user instead, from a
     # directory that user can traverse (pytest's tmp_path is private to root).
@@ -141,7 +141,7 @@ def test_listdir(tree: Tree) -> None:
 
 
 def test_snapshot_probe_does_not_borrow_host_facts(tmp_path: Path) -> None:
-    probe = SystemProbe(tmp_path)
+    probe = SystemReader(tmp_path)
     assert not probe.live
     assert probe.getrandom_ready() is None
     assert probe.wall_time() is None
@@ -151,7 +151,7 @@ def test_snapshot_probe_does_not_borrow_host_facts(tmp_path: Path) -> None:
 
 
 def test_live_probe_reads_the_host() -> None:
-    probe = SystemProbe("/")
+    probe = SystemReader("/")
     assert probe.live
     assert probe.kernel_release() == (os.uname().release, "uname -r")
     assert probe.getrandom_ready() in (True, False)
@@ -161,7 +161,7 @@ def test_live_probe_reads_the_host() -> None:
 
 
 def test_injected_facts(tmp_path: Path) -> None:
-    probe = SystemProbe(
+    probe = SystemReader(
         tmp_path,
         kernel_release="6.6.1",
         getrandom_ready=False,
@@ -172,7 +172,7 @@ def test_injected_facts(tmp_path: Path) -> None:
     assert probe.getrandom_ready() is False
     assert probe.wall_time() == 42.0
     assert probe.monotonic() == 7.0
-    assert repr(probe) == f"SystemProbe(root={str(tmp_path)!r})"
+    assert repr(probe) == f"SystemReader(root={str(tmp_path)!r})"
 
 
 # --- whole-audit fuzz: arbitrary file contents never crash a check --------------------------

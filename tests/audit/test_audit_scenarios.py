@@ -529,6 +529,6 @@ def test_only_selects_by_id_and_area(make_tree: MakeTree) -> None:
 
 
 def test_now_constant_is_after_build_date() -> None:
-    from nitroguard.audit.facts import BUILD_DATE
+    from nitroguard.audit._facts import BUILD_DATE
 
     assert dt.datetime.fromtimestamp(NOW, tz=dt.UTC) >= BUILD_DATE

@@ -16,8 +16,7 @@ import pytest
 from cryptography import x509
 from nsm_helpers import check_document
 
-from nitroguard.nsm import SocketNsm
-from nitroguard.nsm.emulator import extend
+from nitroguard.nsm import SocketNsm, extend
 
 PCR0 = bytes(range(48))
 

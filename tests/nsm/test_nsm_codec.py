@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nitroguard.errors import NsmError, Reason
-from nitroguard.nsm import codec
+from nitroguard.nsm import _codec, _device_codec, codec
 from nitroguard.nsm.codec import (
     Attestation,
     AttestationResponse,
@@ -496,13 +496,13 @@ def test_attestation_fast_paths_match_the_generic_codec(
     )
     assert raw == generic
     if len(raw) <= codec.MAX_REQUEST_SIZE:
-        assert codec._parse_attestation_fast(raw) == request
-        assert codec._parse_request_general(raw) == request
+        assert _device_codec._parse_attestation_fast(raw) == request
+        assert _device_codec._parse_request_general(raw) == request
         assert codec.parse_request(raw) == request
     document = (user_data or b"") + (nonce or b"") + b"!"
     answer = codec.encode_response(AttestationResponse(document))
     assert codec.decode_response(answer, "Attestation") == AttestationResponse(document)
-    assert codec._decode_general(answer, "Attestation") == AttestationResponse(document)
+    assert _codec._decode_general(answer, "Attestation") == AttestationResponse(document)
 
 
 def _general_or_error(fn: object, *args: object) -> object:
@@ -536,12 +536,12 @@ def test_fast_paths_never_accept_what_the_general_path_rejects(
     else:
         buf += bytes(resize)
     mutated = bytes(buf)
-    fast = codec._parse_attestation_fast(mutated)
+    fast = _device_codec._parse_attestation_fast(mutated)
     if fast is not None:
-        assert codec._parse_request_general(mutated) == fast
-    assert codec.parse_request(mutated) == codec._parse_request_general(mutated)
+        assert _device_codec._parse_request_general(mutated) == fast
+    assert codec.parse_request(mutated) == _device_codec._parse_request_general(mutated)
     assert _general_or_error(codec.decode_response, mutated, "Attestation") == _general_or_error(
-        codec._decode_general, mutated, "Attestation"
+        _codec._decode_general, mutated, "Attestation"
     )
 
 

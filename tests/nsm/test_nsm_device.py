@@ -21,9 +21,15 @@ import pytest
 from nsm_helpers import Clock, check_document
 
 from nitroguard.errors import NsmError, Reason
-from nitroguard.nsm import DeviceNsm, EmulatedNsm, codec
-from nitroguard.nsm.device import NSM_IOCTL_RAW, pack_message, unpack_message
-from nitroguard.nsm.emulator import extend
+from nitroguard.nsm import (
+    NSM_IOCTL_RAW,
+    DeviceNsm,
+    EmulatedNsm,
+    codec,
+    extend,
+    pack_message,
+    unpack_message,
+)
 from nitroguard.testing import emulator_ioctl, ephemeral_nsm
 
 CHAR_DEVICE = "/dev/null"

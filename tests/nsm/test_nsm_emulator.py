@@ -22,8 +22,7 @@ from nsm_helpers import T0, Clock, check_document
 
 from nitroguard.errors import ConfigError, NsmError, Reason
 from nitroguard.hazmat import cbor, cose
-from nitroguard.nsm import EmulatedNsm, EmulatorPki, Nsm, codec
-from nitroguard.nsm.emulator import DEFAULT_IMAGE_PCRS, extend
+from nitroguard.nsm import DEFAULT_IMAGE_PCRS, EmulatedNsm, EmulatorPki, Nsm, codec, extend
 from nitroguard.testing import ephemeral_nsm
 
 H = bytes.fromhex

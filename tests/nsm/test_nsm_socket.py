@@ -1,4 +1,4 @@
-"""The emulator over a real Unix socket: SocketNsm, NsmServer robustness, Nsm.open."""
+"""The emulator over a real Unix socket: SocketNsm, NsmServer robustness, nitroguard.nsm.open."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import cbor2
 import pytest
 from nsm_helpers import Clock, check_document
 
+import nitroguard.nsm
 from nitroguard.errors import ConfigError, NsmError, Reason
-from nitroguard.nsm import DeviceNsm, EmulatedNsm, Nsm, NsmServer, SocketNsm, codec
-from nitroguard.nsm.emulator import extend
+from nitroguard.nsm import DeviceNsm, EmulatedNsm, NsmServer, SocketNsm, codec, extend
 from nitroguard.testing import ephemeral_nsm
 
 
@@ -339,21 +339,21 @@ def test_server_bad_path(emulator: EmulatedNsm, tmp_path: Path) -> None:
         NsmServer(emulator, tmp_path / "missing-dir" / "nsm.sock")
 
 
-# ------------------------------------------------------------------ Nsm.open
+# ------------------------------------------------------------------ nsm.open
 
 
 def test_open_explicit_and_env(server: NsmServer, sock_path: Path) -> None:
-    with Nsm.open(f"emulator:{sock_path}", env={}) as nsm:
+    with nitroguard.nsm.open(f"emulator:{sock_path}", env={}) as nsm:
         assert isinstance(nsm, SocketNsm)
         assert nsm.describe_nsm().max_pcrs == 32
-    with Nsm.open(env={"NITROGUARD_NSM": f"emulator:{sock_path}"}) as nsm:
+    with nitroguard.nsm.open(env={"NITROGUARD_NSM": f"emulator:{sock_path}"}) as nsm:
         assert isinstance(nsm, SocketNsm)
-    with Nsm.open("device:/dev/null", env={}) as nsm:
+    with nitroguard.nsm.open("device:/dev/null", env={}) as nsm:
         assert isinstance(nsm, DeviceNsm)
         assert nsm.path == "/dev/null"
-    with Nsm.open(env={}, device_path="/dev/null") as nsm:
+    with nitroguard.nsm.open(env={}, device_path="/dev/null") as nsm:
         assert isinstance(nsm, DeviceNsm)
-    with Nsm.open("device", env={}, device_path="/dev/null") as nsm:
+    with nitroguard.nsm.open("device", env={}, device_path="/dev/null") as nsm:
         assert isinstance(nsm, DeviceNsm)
 
 
@@ -362,17 +362,36 @@ def test_open_never_falls_back_to_the_emulator(server: NsmServer, tmp_path: Path
     missing = str(tmp_path / "nsm")
     for env in ({}, {"NITROGUARD_NSM": ""}):
         with pytest.raises(NsmError, match="nitroguard nsm serve --socket") as info:
-            Nsm.open(env=env, device_path=missing)
+            nitroguard.nsm.open(env=env, device_path=missing)
         assert info.value.reason is Reason.NSM_UNAVAILABLE
     # Selecting the device explicitly fails too rather than trying anything else.
     with pytest.raises(NsmError, match="cannot open the NSM device") as info:
-        Nsm.open("device", env={}, device_path=missing)
+        nitroguard.nsm.open("device", env={}, device_path=missing)
     assert info.value.reason is Reason.NSM_UNAVAILABLE
 
 
 @pytest.mark.parametrize("spec", ["emulator", "emulator:", "qemu:/x", "Device", "/dev/nsm"])
 def test_open_bad_spec(spec: str) -> None:
     with pytest.raises(ConfigError, match="NSM spec"):
-        Nsm.open(spec, env={})
+        nitroguard.nsm.open(spec, env={})
     with pytest.raises(ConfigError, match=r"from \$NITROGUARD_NSM"):
-        Nsm.open(env={"NITROGUARD_NSM": spec})
+        nitroguard.nsm.open(env={"NITROGUARD_NSM": spec})
+
+
+@pytest.mark.parametrize(("spec", "debug"), [("ephemeral", False), ("ephemeral-debug", True)])
+def test_open_ephemeral(spec: str, debug: bool) -> None:
+    pcrs = {0: b"\x01" * 48}
+    with nitroguard.nsm.open(spec, env={}, pcrs=None if debug else pcrs) as nsm:
+        assert isinstance(nsm, EmulatedNsm)
+        assert nsm.debug_mode is debug
+        pcr0 = nsm.describe_pcr(0).data
+        assert pcr0 == (b"\x00" * 48 if debug else pcrs[0])
+        assert nsm.pki.root_certificate is not None
+
+
+def test_open_auto_is_the_default_selection(server: NsmServer, sock_path: Path) -> None:
+    with nitroguard.nsm.open("auto", env={"NITROGUARD_NSM": f"emulator:{sock_path}"}) as nsm:
+        assert isinstance(nsm, SocketNsm)
+    with pytest.raises(NsmError, match="does not exist") as info:
+        nitroguard.nsm.open("auto", env={}, device_path="/nonexistent/nsm")
+    assert info.value.reason is Reason.NSM_UNAVAILABLE

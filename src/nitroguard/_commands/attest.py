@@ -21,11 +21,15 @@ from typing import Any
 from cryptography import x509
 
 from nitroguard._commands._common import emit_json, parse_hex, parse_time, read_blob
+from nitroguard.attestation import (
+    MAX_DOCUMENT_SIZE,
+    AttestationDocument,
+    Verifier,
+    load_pem_roots,
+    step_label,
+)
 from nitroguard.attestation import policy as _policy
-from nitroguard.attestation.document import MAX_DOCUMENT_SIZE, AttestationDocument
-from nitroguard.attestation.roots import load_pem_roots
-from nitroguard.attestation.verifier import STEPS, Verifier
-from nitroguard.errors import ConfigError, DecodeError, Error, VerificationError
+from nitroguard.errors import ConfigError, DecodeError, VerificationError
 
 __all__ = ["document_json", "register", "step_label"]
 
@@ -101,14 +105,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(func=_verify)
-
-
-def step_label(error: Error) -> str:
-    """``"step N (name)"`` for an error raised by the verification pipeline."""
-    step = error.details.get("step")
-    if isinstance(step, str) and step in STEPS:
-        return f"step {STEPS.index(step) + 1} ({step})"
-    return "input"
 
 
 def _iso(value: dt.datetime) -> str:

@@ -31,8 +31,7 @@ from nitroguard.findings import Finding, Status, summarize
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from nitroguard.audit.facts import AuditNsm
-    from nitroguard.nsm import NsmDescription, PcrDescription
+    from nitroguard.nsm import NsmDescription, PcrDescription, ReadOnlyNsm
 
 _NSM_HELP = (
     "NSM for DescribeNSM, the self-attestation and the PCR checks: 'auto' (default: "
@@ -98,10 +97,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 @contextlib.contextmanager
 def _open_nsm(
     spec: str, root: str
-) -> Iterator[tuple[AuditNsm | None, list[x509.Certificate] | None]]:
+) -> Iterator[tuple[ReadOnlyNsm | None, list[x509.Certificate] | None]]:
     """Yield ``(nsm or None, trust roots or None)`` for an ``--nsm`` spec."""
-    from nitroguard.nsm import Nsm
-    from nitroguard.nsm.interface import DEFAULT_DEVICE
+    from nitroguard.nsm import DEFAULT_DEVICE, EPHEMERAL_SPECS, EmulatedNsm
+    from nitroguard.nsm import open as open_nsm
 
     if spec == "none":
         yield None, None
@@ -111,11 +110,9 @@ def _open_nsm(
             yield None, None
             return
         spec = "device"
-    if spec in ("ephemeral", "ephemeral-debug"):
-        from nitroguard.testing import ephemeral_nsm
-
-        debug = spec == "ephemeral-debug"
-        emulated = ephemeral_nsm(debug_mode=debug, pcrs=None if debug else _EPHEMERAL_PCRS)
+    if spec in EPHEMERAL_SPECS:
+        emulated = open_nsm(spec, pcrs=None if spec == "ephemeral-debug" else _EPHEMERAL_PCRS)
+        assert isinstance(emulated, EmulatedNsm)  # noqa: S101 - open's contract for these specs
         with emulated:
             yield emulated, [emulated.pki.root_certificate]
         return
@@ -125,7 +122,7 @@ def _open_nsm(
             "(auto, none, device[:PATH], emulator:SOCKET, ephemeral, ephemeral-debug)"
         )
     try:
-        nsm = Nsm.open(spec)
+        nsm = open_nsm(spec)
     except NsmError as exc:
         # An NSM that cannot even be opened is an NSM-2 failure to report, not a
         # reason to skip the rest of the audit.
@@ -178,7 +175,7 @@ def _load_root(path: str) -> list[x509.Certificate]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nitroguard.audit import AREAS, SystemProbe, run
+    from nitroguard.audit import AREAS, SystemReader, run
 
     root = args.root
     if not Path(root).is_dir():
@@ -194,14 +191,19 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} needs --parent")
     pinned = _load_root(args.nsm_root) if args.nsm_root else None
     with _open_nsm(args.nsm or "auto", root) as (nsm, roots):
-        findings = run(SystemProbe(root), nsm, only=only, roots=pinned or roots)
+        findings = run(SystemReader(root), nsm, only=only, roots=pinned or roots)
     return _report(args, findings, f"nitroguard audit (root {root})", AREAS)
 
 
 def _run_parent(args: argparse.Namespace, root: str, only: list[str] | None) -> int:
     from nitroguard._commands._common import read_blob
-    from nitroguard.audit import PARENT_AREAS, SystemProbe, run_parent
-    from nitroguard.audit.parent import MAX_DESCRIBE_SIZE, parse_cid
+    from nitroguard.audit import (
+        MAX_DESCRIBE_SIZE,
+        PARENT_AREAS,
+        SystemReader,
+        parse_cid,
+        run_parent,
+    )
 
     if args.nsm is not None or args.nsm_root is not None:
         raise ConfigError("--nsm and --nsm-root do not apply to --parent (no NSM on the parent)")
@@ -217,7 +219,7 @@ def _run_parent(args: argparse.Namespace, root: str, only: list[str] | None) -> 
         # Read and parsed here, before any check runs: malformed input is a usage
         # error (exit 2, ConfigError), never a traceback.
         enclaves = read_blob(args.describe_enclaves, limit=MAX_DESCRIBE_SIZE, decode_text=False)
-    findings = run_parent(SystemProbe(root), enclaves, expect, only=only)
+    findings = run_parent(SystemReader(root), enclaves, expect, only=only)
     return _report(args, findings, f"nitroguard audit --parent (root {root})", PARENT_AREAS)
 
 

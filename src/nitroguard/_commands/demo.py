@@ -98,7 +98,7 @@ def _attempt(
     try:
         doc = verifier.verify(data, at=at, allow_debug=allow_debug)
     except VerificationError as exc:
-        from nitroguard._commands.attest import step_label
+        from nitroguard.attestation import step_label
 
         return False, exc.reason.value, f"{step_label(exc)}: {exc.message}"
     pcr0 = doc.pcrs.get(0, b"").hex()

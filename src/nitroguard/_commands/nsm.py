@@ -138,9 +138,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _open(args: argparse.Namespace) -> Nsm:
-    from nitroguard.nsm import Nsm
+    from nitroguard.nsm import open as open_nsm
 
-    return Nsm.open(args.nsm)
+    return open_nsm(args.nsm)
 
 
 def _describe(args: argparse.Namespace) -> int:

@@ -163,7 +163,7 @@ class AppConfig:
     listen: str = "vsock://any:5000"
     """[NITROGUARD_LISTEN] where to serve the channel."""
     nsm: str | None = None
-    """[NITROGUARD_NSM] NSM selection for `Nsm.open` (default: /dev/nsm)."""
+    """[NITROGUARD_NSM] NSM selection for `nitroguard.nsm.open` (default: /dev/nsm)."""
     max_connections: int = 256
     """[NITROGUARD_MAX_CONNECTIONS] concurrent connections."""
     idle_timeout: float = 60.0
@@ -531,8 +531,8 @@ class EnclaveApp:
 
         Args:
             config: the configuration (default: `AppConfig.from_env()`).
-            nsm: an open NSM (default: `Nsm.open(config.nsm)`).
-            probe: the audit's `SystemProbe` (default: this machine).
+            nsm: an open NSM (default: `nitroguard.nsm.open(config.nsm)`).
+            probe: the audit's `SystemReader` (default: this machine).
             ready: called with the bound address.
 
         Raises:
@@ -541,12 +541,12 @@ class EnclaveApp:
             ConfigError: bad configuration.
         """
         from nitroguard import audit
-        from nitroguard.audit.entropy import seed_from_nsm
-        from nitroguard.nsm import Nsm
+        from nitroguard.audit import seed_from_nsm
+        from nitroguard.nsm import open as open_nsm
 
         config = config if config is not None else AppConfig.from_env()
         if nsm is None:
-            nsm = Nsm.open(config.nsm)
+            nsm = open_nsm(config.nsm)
         log.info("%s: starting in %s mode", self.name, config.mode.value)
         # (1) Audit: fail closed in production, warn in development.
         if config.mode is Mode.PRODUCTION:

@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final, final
 
+from nitroguard._util import is_int
 from nitroguard.errors import ConfigError, LocalProtocolError, Reason, RemoteProtocolError
 
 # Everything in __all__ gets re-exported as part of the nitroguard.framing public API.
@@ -92,7 +93,7 @@ FrameEvent = Frame | ConnectionClosed | _NeedData
 
 
 def _check_max(max_frame_size: int) -> int:
-    if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
+    if not is_int(max_frame_size):
         raise ConfigError(f"max_frame_size must be an int, not {type(max_frame_size).__name__}")
     if not 0 < max_frame_size <= _U32_MAX:
         raise ConfigError(f"max_frame_size must be in 1..{_U32_MAX}, got {max_frame_size}")

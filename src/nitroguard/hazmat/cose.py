@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from nitroguard._util import is_int
 from nitroguard.errors import DecodeError, Reason, VerificationError
 from nitroguard.hazmat import cbor
 
@@ -123,7 +124,7 @@ def protected_algorithm(protected: bytes) -> tuple[int, dict[Any, Any]]:
     if not isinstance(header, dict):
         raise DecodeError("COSE protected header must be a map", Reason.MALFORMED_COSE)
     alg = header.get(1)
-    if not isinstance(alg, int) or isinstance(alg, bool):
+    if not is_int(alg):
         raise DecodeError("COSE protected header has no integer alg", Reason.UNSUPPORTED_ALGORITHM)
     return alg, header
 

@@ -6,10 +6,15 @@ import ctypes
 import errno
 from typing import Any
 
-from nitroguard.nsm import codec
-from nitroguard.nsm.device import NSM_IOCTL_RAW, IoctlFunc, pack_message, unpack_message
-from nitroguard.nsm.emulator import EmulatedNsm
-from nitroguard.nsm.pki import EmulatorPki
+from nitroguard.nsm import (
+    NSM_IOCTL_RAW,
+    EmulatedNsm,
+    EmulatorPki,
+    IoctlFunc,
+    codec,
+    pack_message,
+    unpack_message,
+)
 
 __all__ = ["emulator_ioctl", "ephemeral_nsm"]
 

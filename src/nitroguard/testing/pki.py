@@ -4,7 +4,8 @@ For tests only: keys are generated in memory each time and never meant to be tru
 The shape follows ``../shared/spec/attestation.md`` section 1.3 (root, regional, zonal,
 instance, leaf; the same basicConstraints, pathLen and keyUsage as AWS's), and every
 certificate property can be overridden one by one so each verifier check can be
-exercised in isolation::
+exercised in isolation. Certificates come from `nitroguard.hazmat.certs.issue`, the
+issuer the NSM emulator's PKI uses too::
 
     pki = AwsLikePki.build(at)                                   # a valid chain at `at`
     doc = pki.document(nonce=b"n" * 32)                          # a signed document
@@ -17,15 +18,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from nitroguard.hazmat import cbor, cose
+from nitroguard.hazmat.certs import CertSpec, Issued, issue
 
 __all__ = [
     "ROLES",
@@ -41,142 +42,45 @@ __all__ = [
 #: Certificate roles in chain order, root first.
 ROLES = ("root", "regional", "zonal", "instance", "leaf")
 
-_CA_USAGE = frozenset({"digital_signature", "key_cert_sign", "crl_sign"})
-_KU_FIELDS = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
-    "encipher_only",
-    "decipher_only",
+#: The test chain's subject attributes before the CN.
+_TEST_NAME: Final = (
+    x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nitroguard-test"),
+    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "TEST"),
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class CertSpec:
-    """How to build one certificate.
-
-    Attributes:
-        common_name: the subject CN.
-        not_before: start of validity.
-        not_after: end of validity.
-        ca: basicConstraints CA flag; ``None`` omits the extension.
-        path_length: basicConstraints pathLen (only when `ca` is true).
-        basic_constraints_critical: criticality of basicConstraints.
-        key_usage: keyUsage flags (names of `x509.KeyUsage` arguments); ``None`` omits it.
-        key_usage_critical: criticality of keyUsage.
-        curve: the subject key's curve.
-        hash_algorithm: the hash the ISSUER signs this certificate with.
-        extra_extensions: more (extension, critical) pairs.
-    """
-
-    common_name: str
-    not_before: dt.datetime
-    not_after: dt.datetime
-    ca: bool | None = True
-    path_length: int | None = None
-    basic_constraints_critical: bool = True
-    key_usage: frozenset[str] | None = _CA_USAGE
-    key_usage_critical: bool = True
-    curve: ec.EllipticCurve = dataclasses.field(default_factory=ec.SECP384R1)
-    hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 = dataclasses.field(
-        default_factory=hashes.SHA384
-    )
-    extra_extensions: tuple[tuple[x509.ExtensionType, bool], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class Issued:
-    """A generated certificate and its private key."""
-
-    spec: CertSpec
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-    @property
-    def der(self) -> bytes:
-        """The DER encoding."""
-        return self.cert.public_bytes(Encoding.DER)
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nitroguard-test"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "TEST"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-
-
-def issue(spec: CertSpec, parent: Issued | None) -> Issued:
-    """Generate a key and a certificate for `spec`, signed by `parent` (self-signed if None)."""
-    key = ec.generate_private_key(spec.curve)
-    subject = _name(spec.common_name)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(parent.cert.subject if parent else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(spec.not_before)
-        .not_valid_after(spec.not_after)
-    )
-    if spec.ca is not None:
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=spec.ca, path_length=spec.path_length if spec.ca else None),
-            critical=spec.basic_constraints_critical,
-        )
-    if parent is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),
-            critical=False,
-        )
-    if spec.ca:
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-    if spec.key_usage is not None:
-        flags = {name: name in spec.key_usage for name in _KU_FIELDS}
-        builder = builder.add_extension(x509.KeyUsage(**flags), critical=spec.key_usage_critical)
-    for ext, critical in spec.extra_extensions:
-        builder = builder.add_extension(ext, critical=critical)
-    signer = parent.key if parent else key
-    cert = builder.sign(signer, spec.hash_algorithm)
-    return Issued(spec=spec, key=key, cert=cert)
+def _spec(common_name: str, not_before: dt.datetime, not_after: dt.datetime, **kw: Any) -> CertSpec:
+    return CertSpec(common_name, not_before, not_after, name_prefix=_TEST_NAME, **kw)
 
 
 def default_specs(at: dt.datetime) -> dict[str, CertSpec]:
     """AWS-shaped specs whose validity windows all contain `at` (lifetimes as AWS's)."""
     hour = dt.timedelta(hours=1)
     return {
-        "root": CertSpec(
+        "root": _spec(
             "test.nitro-enclaves", at - 365 * 24 * hour, at + 29 * 365 * 24 * hour, path_length=None
         ),
-        "regional": CertSpec(
+        "regional": _spec(
             "0123456789abcdef.us-test-1.test.nitro-enclaves",
             at - 240 * hour,
             at + 240 * hour,
             path_length=2,
         ),
-        "zonal": CertSpec(
+        "zonal": _spec(
             "fedcba9876543210.zonal.us-test-1.test.nitro-enclaves",
             at - 70 * hour,
             at + 70 * hour,
             path_length=1,
         ),
-        "instance": CertSpec(
+        "instance": _spec(
             "i-0123456789abcdef0.us-test-1.test.nitro-enclaves",
             at - 12 * hour,
             at + 12 * hour,
             path_length=0,
             key_usage=frozenset({"key_cert_sign"}),
         ),
-        "leaf": CertSpec(
+        "leaf": _spec(
             "i-0123456789abcdef0-enc0123456789abcdef.us-test-1.test",
             at - hour,
             at + 2 * hour,

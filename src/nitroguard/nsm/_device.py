@@ -25,14 +25,13 @@ import os
 import stat
 import struct
 import threading
-from collections.abc import Callable
 from typing import Final
 
 from nitroguard.errors import NsmError, Reason
-from nitroguard.nsm import codec
-from nitroguard.nsm.interface import DEFAULT_DEVICE, Nsm
+from nitroguard.nsm import _codec as codec
+from nitroguard.nsm._interface import DEFAULT_DEVICE, IoctlFunc, Nsm
 
-__all__ = ["NSM_IOCTL_RAW", "DeviceNsm", "IoctlFunc", "pack_message", "unpack_message"]
+__all__ = ["NSM_IOCTL_RAW", "DeviceNsm", "pack_message", "unpack_message"]
 
 #: ``_IOWR(0x0A, 0, struct nsm_raw)`` with a 32-byte struct.
 NSM_IOCTL_RAW: Final = 0xC0200A00
@@ -40,10 +39,6 @@ NSM_IOCTL_RAW: Final = 0xC0200A00
 _MESSAGE: Final = struct.Struct("=QQQQ")
 #: EINTR is retried; this bounds a pathological storm of signals.
 _MAX_EINTR_RETRIES: Final = 1000
-
-#: ``ioctl(fd, request, arg)``: `arg` is the mutable 32-byte message, updated in place
-#: (the signature of ``fcntl.ioctl(fd, request, arg, True)``).
-IoctlFunc = Callable[[int, int, bytearray], object]
 
 
 def pack_message(

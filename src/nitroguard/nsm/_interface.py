@@ -1,7 +1,7 @@
 """The `Nsm` interface shared by the device client, the emulator and the socket client.
 
 Every implementation moves the same CBOR bytes: the public methods here encode the
-request with `nitroguard.nsm.codec`, refuse anything over the device's 4096-byte
+request with `nitroguard.nsm._codec`, refuse anything over the device's 4096-byte
 limit before any I/O (as nsm-api does), hand the bytes to the implementation's
 `_transact`, and decode the answer strictly. An implementation only moves bytes.
 """
@@ -9,37 +9,73 @@ limit before any I/O (as nsm-api does), hand the bytes to the implementation's
 from __future__ import annotations
 
 import abc
-import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
-from typing import Final, Self, TypeVar
+from typing import Final, Protocol, Self, TypeVar
 
-from nitroguard.errors import ConfigError, NsmError, Reason
-from nitroguard.nsm import codec
-from nitroguard.nsm.codec import NsmDescription, PcrDescription
+from nitroguard.errors import NsmError, Reason
+from nitroguard.nsm import _codec as codec
+from nitroguard.nsm._codec import NsmDescription, PcrDescription
 
 __all__ = [
     "DEFAULT_DEVICE",
     "ENV_VAR",
     "MAX_RANDOM_BYTES",
+    "Attesting",
+    "Describing",
+    "IoctlFunc",
     "Nsm",
     "NsmDescription",
     "PcrDescription",
+    "RandomSource",
+    "ReadOnlyNsm",
 ]
 
 #: The NSM character device inside an enclave.
 DEFAULT_DEVICE: Final = "/dev/nsm"
-#: Environment variable selecting the implementation for `Nsm.open`.
+#: Environment variable selecting the implementation for `nitroguard.nsm.open`.
 ENV_VAR: Final = "NITROGUARD_NSM"
 #: Upper bound for one `get_random` call (4096 device round trips).
 MAX_RANDOM_BYTES: Final = 1 << 20
 
-_HOW_TO_EMULATE: Final = (
-    "to develop outside an enclave, start the emulator with "
-    "`nitroguard nsm serve --socket /tmp/nsm.sock` and set "
-    f"{ENV_VAR}=emulator:/tmp/nsm.sock (or pass --nsm emulator:/tmp/nsm.sock)"
-)
+#: ``ioctl(fd, request, arg)``: `arg` is the mutable argument buffer, updated in place
+#: (the signature of ``fcntl.ioctl(fd, request, arg, True)``). Tests inject a fake
+#: kernel boundary of this type into `DeviceNsm` and `seed_from_nsm`.
+IoctlFunc = Callable[[int, int, bytearray], object]
+
+
+# The narrow roles below are what consumers type their NSM parameter with, so that
+# a caller can pass any `Nsm` (device, emulator, socket) or a small fake that
+# implements only the role the consumer uses. `Nsm` implements all three.
+
+
+class Attesting(Protocol):
+    """An NSM that signs attestation documents (the `Nsm.get_attestation` role)."""
+
+    def get_attestation(
+        self,
+        user_data: bytes | None = None,
+        nonce: bytes | None = None,
+        public_key: bytes | None = None,
+    ) -> bytes: ...  # pragma: no cover - protocol
+
+
+class RandomSource(Protocol):
+    """An NSM that hands out hardware randomness (the `Nsm.get_random` role)."""
+
+    def get_random(self, n: int) -> bytes: ...  # pragma: no cover - protocol
+
+
+class Describing(Protocol):
+    """An NSM that describes itself and its PCRs (DescribeNSM / DescribePCR)."""
+
+    def describe_nsm(self) -> NsmDescription: ...  # pragma: no cover - protocol
+
+    def describe_pcr(self, index: int) -> PcrDescription: ...  # pragma: no cover - protocol
+
+
+class ReadOnlyNsm(Attesting, RandomSource, Describing, Protocol):
+    """All three read-only roles: everything but extending and locking PCRs (the audit's NSM)."""
 
 
 _R = TypeVar("_R")
@@ -59,7 +95,7 @@ def _expect(response: codec.Response, cls: type[_R]) -> _R:
 class Nsm(abc.ABC):
     """A Nitro Secure Module: the real device, the emulator, or the emulator over a socket.
 
-    Implementations: `nitroguard.nsm.DeviceNsm` (``/dev/nsm``),
+    Open one with `nitroguard.nsm.open`. Implementations: `nitroguard.nsm.DeviceNsm` (``/dev/nsm``),
     `nitroguard.nsm.EmulatedNsm` (in-process software NSM) and
     `nitroguard.nsm.SocketNsm` (an emulator served by ``nitroguard nsm serve``).
     All are safe to share between threads and are context managers.
@@ -69,64 +105,6 @@ class Nsm(abc.ABC):
     `internal_error`, ...), `invalid_response` for a malformed answer, or
     `nsm_io_error` / `nsm_unavailable` for transport failures.
     """
-
-    # ------------------------------------------------------------------ selection
-
-    @staticmethod
-    def open(
-        spec: str | None = None,
-        *,
-        env: Mapping[str, str] | None = None,
-        device_path: str = DEFAULT_DEVICE,
-    ) -> Nsm:
-        """Open the NSM selected by `spec`, the environment, or the device if present.
-
-        Selection order: `spec` if given; else ``$NITROGUARD_NSM``; else ``/dev/nsm``
-        if it exists. Otherwise this fails: it never falls back to an emulator
-        silently, because code that believes it runs in an enclave must not be
-        handed software keys (threat checklist NSM-2).
-
-        Args:
-            spec: ``"device"``, ``"device:PATH"`` or ``"emulator:SOCKET_PATH"``.
-            env: the environment to read (defaults to `os.environ`).
-            device_path: the device node probed when nothing is selected.
-
-        Returns:
-            An open `Nsm`; close it (or use it as a context manager).
-
-        Raises:
-            ConfigError: `spec` (or the environment variable) is malformed.
-            NsmError: `nsm_unavailable` when nothing is selected and there is no
-                device, or the selected one cannot be opened.
-        """
-        source = "argument"
-        if spec is None:
-            spec = (os.environ if env is None else env).get(ENV_VAR) or None
-            source = f"${ENV_VAR}"
-        if spec is None:
-            if not Path(device_path).exists():
-                raise NsmError(
-                    f"no NSM: {device_path} does not exist (not inside a Nitro Enclave?) and "
-                    f"${ENV_VAR} is not set; {_HOW_TO_EMULATE}",
-                    Reason.NSM_UNAVAILABLE,
-                )
-            spec = "device:" + device_path
-        kind, _, rest = spec.partition(":")
-        if kind == "device":
-            from nitroguard.nsm.device import DeviceNsm
-
-            return DeviceNsm(rest or device_path)
-        if kind == "emulator":
-            if not rest:
-                raise ConfigError(
-                    f"NSM spec {spec!r} (from {source}) needs a socket path: emulator:PATH"
-                )
-            from nitroguard.nsm.socket import SocketNsm
-
-            return SocketNsm(rest)
-        raise ConfigError(
-            f"NSM spec {spec!r} (from {source}) is not 'device', 'device:PATH' or 'emulator:PATH'"
-        )
 
     # ------------------------------------------------------- implementation hooks
 

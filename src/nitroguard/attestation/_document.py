@@ -1,7 +1,7 @@
 """The attestation document and its strict parser (nothing here is trusted yet).
 
 `AttestationDocument.parse` runs verification steps 1-3 of
-`nitroguard.attestation.verifier`: size, COSE envelope, payload schema. It accepts
+`nitroguard.attestation._verifier`: size, COSE envelope, payload schema. It accepts
 every form real NSMs emit and nothing else (``../shared/spec/attestation.md``
 sections 1.1-1.2; checklist ATT-8):
 
@@ -24,6 +24,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from nitroguard._util import is_int
 from nitroguard.errors import DecodeError, Reason, VerificationError
 from nitroguard.hazmat import cbor, cose
 
@@ -200,7 +201,7 @@ class AttestationDocument:
             )
 
         timestamp = fields["timestamp"]
-        if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp <= 0:
+        if not is_int(timestamp) or timestamp <= 0:
             raise _schema_error(
                 "timestamp must be a positive integer (milliseconds)",
                 Reason.INVALID_FIELD,
@@ -257,7 +258,7 @@ def _parse_pcrs(value: Any) -> Mapping[int, bytes]:
         raise _schema_error("pcrs must be a non-empty map", Reason.INVALID_PCR, "pcrs")
     out: dict[int, bytes] = {}
     for index, pcr in value.items():
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_PCR_INDEX:
+        if not is_int(index) or not 0 <= index <= MAX_PCR_INDEX:
             raise _schema_error(
                 f"PCR index must be an integer in 0..{MAX_PCR_INDEX}, got {index!r:.40}",
                 Reason.INVALID_PCR,

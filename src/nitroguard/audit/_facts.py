@@ -1,7 +1,7 @@
 """`Facts`: one snapshot of everything the checks look at, gathered through the probe.
 
-`gather` does all the I/O (through `SystemProbe` and, if given, the NSM); the checks
-in `nitroguard.audit.checks` are pure functions of the resulting `Facts`. Tests can
+`gather` does all the I/O (through `SystemReader` and, if given, the NSM); the checks
+in `nitroguard.audit._checks` are pure functions of the resulting `Facts`. Tests can
 therefore drive a check with a fake tree, or build `Facts` by hand.
 """
 
@@ -11,30 +11,27 @@ import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Protocol
 
 from cryptography import x509
 
 from nitroguard.attestation import Verifier
-from nitroguard.audit.clock import AttestingNsm, SelfAttestation, self_attest
-from nitroguard.audit.parent import (
+from nitroguard.audit._clock import SelfAttestation, self_attest
+from nitroguard.audit._parent import ParentFacts, siblings_path
+from nitroguard.audit._parent_parse import (
     ALLOCATOR_PATH,
     CPU_DIR,
     NE_CPUS_PATH,
     NE_MODULE_DIR,
     EnclaveInfo,
-    ParentFacts,
     parse_allocator_config,
     parse_cpu_list,
-    siblings_path,
 )
-from nitroguard.audit.probe import FileRead, NodeInfo, SystemProbe
+from nitroguard.audit._system import FileRead, NodeInfo, SystemReader
 from nitroguard.errors import ConfigError, Error
-from nitroguard.nsm import NsmDescription, PcrDescription
+from nitroguard.nsm import NsmDescription, ReadOnlyNsm
 
 __all__ = [
     "HWRNG_DIRS",
-    "AuditNsm",
     "Facts",
     "NsmFacts",
     "first_present",
@@ -59,14 +56,6 @@ MAX_DIR_ENTRIES = 256
 #: The first moment this build of nitroguard could have been built. A wall clock
 #: before it is certainly wrong (TIME-3: kvm-clock absent gives 1999-11-30).
 BUILD_DATE = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
-
-
-class AuditNsm(AttestingNsm, Protocol):
-    """The part of `nitroguard.nsm.Nsm` the audit uses: self-attestation plus describes."""
-
-    def describe_nsm(self) -> NsmDescription: ...
-
-    def describe_pcr(self, index: int) -> PcrDescription: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,8 +122,8 @@ def first_present(reads: tuple[FileRead, ...]) -> FileRead:
 
 
 def _gather_nsm(
-    nsm: AuditNsm,
-    probe: SystemProbe,
+    nsm: ReadOnlyNsm,
+    probe: SystemReader,
     *,
     roots: Sequence[x509.Certificate] | None,
     verifier: Verifier | None,
@@ -166,8 +155,8 @@ def _gather_nsm(
 
 
 def gather(
-    probe: SystemProbe,
-    nsm: AuditNsm | None = None,
+    probe: SystemReader,
+    nsm: ReadOnlyNsm | None = None,
     *,
     roots: Sequence[x509.Certificate] | None = None,
     verifier: Verifier | None = None,
@@ -244,11 +233,11 @@ def gather(
 
 
 def gather_parent(
-    probe: SystemProbe,
+    probe: SystemReader,
     enclaves: tuple[EnclaveInfo, ...] | None = None,
     expect_cid: int | None = None,
 ) -> ParentFacts:
-    """Read every fact the parent-side checks need (`nitroguard.audit.parent`).
+    """Read every fact the parent-side checks need (`nitroguard.audit._parent`).
 
     Reads the NE driver's CPU pool, the SMT sibling lists of CPU 0, of the pool CPUs
     (from ``ne_cpus`` and from ``allocator.yaml``) and of the online CPUs, and the

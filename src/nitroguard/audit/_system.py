@@ -1,4 +1,4 @@
-"""`SystemProbe`: the only place in the audit that touches the operating system.
+"""`SystemReader`: the only place in the audit that touches the operating system.
 
 Every fact the checks need comes through this object: file contents under
 ``/proc``, ``/sys`` and ``/dev`` (relative to a configurable root, so tests and
@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["FileRead", "NodeInfo", "SystemProbe"]
+__all__ = ["FileRead", "NodeInfo", "SystemReader"]
 
 #: Upper bound on one file read. sysfs attributes are at most one page; /proc/cmdline
 #: at most a few KiB. A larger file is not what we expect to read, so it is refused.
@@ -106,7 +106,7 @@ def _live_getrandom_ready() -> bool | None:
     return True
 
 
-class SystemProbe:
+class SystemReader:
     """Reads facts about the system rooted at `root`.
 
     Args:
@@ -144,7 +144,7 @@ class SystemProbe:
         self._max_read = max_read
 
     def __repr__(self) -> str:
-        return f"SystemProbe(root={str(self.root)!r})"
+        return f"SystemReader(root={str(self.root)!r})"
 
     # --- files -------------------------------------------------------------------
 

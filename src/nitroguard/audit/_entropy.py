@@ -17,10 +17,9 @@ import fcntl
 import logging
 import os
 import struct
-from collections.abc import Callable
-from typing import Protocol
 
 from nitroguard.errors import AuditError, NsmError, Reason
+from nitroguard.nsm import IoctlFunc, RandomSource
 
 __all__ = [
     "RNDADDENTROPY",
@@ -29,7 +28,7 @@ __all__ = [
     "seed_from_nsm",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("nitroguard.audit.entropy")  # the pre-_-module name users filter on
 
 
 def _ioc(direction: int, kind: int, number: int, size: int) -> int:
@@ -44,14 +43,6 @@ RNDADDENTROPY = _ioc(_IOC_WRITE, ord("R"), 0x03, struct.calcsize("ii"))
 NSM_REPLY_SIZE = 256
 #: Upper bound on a single seeding (the kernel's input pool is 256 bits; more is waste).
 MAX_SEED = 64 * 1024
-
-IoctlFn = Callable[[int, int, bytes], object]
-
-
-class RandomNsm(Protocol):
-    """The part of `nitroguard.nsm.Nsm` seeding needs."""
-
-    def get_random(self, n: int) -> bytes: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,7 +90,7 @@ def pack_rand_pool_info(data: bytes, entropy_bits: int) -> bytes:
     return struct.pack("=ii", entropy_bits, len(data)) + data + pad
 
 
-def _pull(nsm: RandomNsm, nbytes: int) -> tuple[bytes, int]:
+def _pull(nsm: RandomSource, nbytes: int) -> tuple[bytes, int]:
     chunks: list[bytes] = []
     total = replies = 0
     # Each reply is 256 bytes; allow short replies but never loop forever on empty ones.
@@ -120,11 +111,11 @@ def _pull(nsm: RandomNsm, nbytes: int) -> tuple[bytes, int]:
 
 
 def seed_from_nsm(
-    nsm: RandomNsm,
+    nsm: RandomSource,
     nbytes: int = 512,
     *,
     device: str = "/dev/random",
-    ioctl: IoctlFn | None = None,
+    ioctl: IoctlFunc | None = None,
     bits_per_byte: int = 8,
 ) -> SeedReport:
     """Feed `nbytes` of NSM randomness into the kernel pool, crediting it if allowed.
@@ -170,7 +161,7 @@ def seed_from_nsm(
             for offset in range(0, len(data), NSM_REPLY_SIZE):
                 chunk = data[offset : offset + NSM_REPLY_SIZE]
                 bits = len(chunk) * bits_per_byte
-                call(fd, RNDADDENTROPY, pack_rand_pool_info(chunk, bits))
+                call(fd, RNDADDENTROPY, bytearray(pack_rand_pool_info(chunk, bits)))
                 credited += bits
                 done += len(chunk)
         except OSError as exc:

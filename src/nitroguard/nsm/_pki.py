@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from nitroguard.errors import ConfigError, NsmError, Reason
 from nitroguard.hazmat import cbor
+from nitroguard.hazmat.certs import CA_USAGE, CertSpec, issue
 
 __all__ = ["NAME_SUFFIX", "EmulatorPki", "SigningIdentity", "default_state_dir"]
 
@@ -123,48 +124,12 @@ class SigningIdentity:
         return cls(key, certificate, cabundle, chain)
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _UNIT),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-_CA_USAGE: Final = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
-_INSTANCE_USAGE: Final = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
-_LEAF_USAGE: Final = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=True,  # nonRepudiation, as on AWS leaves
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
+_INSTANCE_USAGE: Final = frozenset({"key_cert_sign"})
+_LEAF_USAGE: Final = frozenset({"digital_signature", "content_commitment"})  # nonRepudiation
+#: The emulator's subject attributes before the CN: plainly not AWS.
+_NAME_PREFIX: Final = (
+    x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
+    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _UNIT),
 )
 
 
@@ -177,10 +142,9 @@ def _issue(
     backdate: dt.timedelta,
     path_length: int | None,
     ca: bool,
-    usage: x509.KeyUsage,
+    usage: frozenset[str],
     usage_critical: bool,
 ) -> _Issued:
-    key = ec.generate_private_key(ec.SECP384R1())
     # The whole validity is `lifetime` (3 h for a leaf, as on AWS), backdating included.
     not_before = now - backdate
     not_after = not_before + lifetime
@@ -188,28 +152,19 @@ def _issue(
         # A child never outlives its issuer (the rotation thresholds keep this rare).
         not_before = max(not_before, parent.not_before)
         not_after = min(not_after, parent.not_after)
-    name = _name(subject)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(parent.cert.subject if parent is not None else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
-        .add_extension(usage, critical=usage_critical)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    spec = CertSpec(
+        subject,
+        not_before,
+        not_after,
+        ca=ca,
+        path_length=path_length,
+        key_usage=usage,
+        key_usage_critical=usage_critical,
+        name_prefix=_NAME_PREFIX,
+        subject_key_identifier=True,
     )
-    signer = key
-    if parent is not None:
-        signer = parent.key
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),
-            critical=False,
-        )
-    cert = builder.sign(signer, hashes.SHA384())
-    return _Issued.of(key, cert)
+    issued = issue(spec, parent)
+    return _Issued.of(issued.key, issued.cert)
 
 
 def _label() -> str:
@@ -291,7 +246,7 @@ class EmulatorPki:
             backdate=_ROOT_BACKDATE,
             path_length=None,
             ca=True,
-            usage=_CA_USAGE,
+            usage=CA_USAGE,
             usage_critical=True,
         )
 
@@ -446,7 +401,7 @@ class EmulatorPki:
             backdate=_BACKDATE,
             path_length=2,
             ca=True,
-            usage=_CA_USAGE,
+            usage=CA_USAGE,
             usage_critical=True,
         )
 
@@ -462,7 +417,7 @@ class EmulatorPki:
             backdate=_BACKDATE,
             path_length=1,
             ca=True,
-            usage=_CA_USAGE,
+            usage=CA_USAGE,
             usage_critical=True,
         )
 

@@ -23,9 +23,9 @@ from cryptography import x509
 
 from nitroguard.attestation import AttestationDocument, VerifiedDocument, Verifier, policy
 from nitroguard.errors import NsmError, Reason, VerificationError
+from nitroguard.nsm import ReadOnlyNsm
 
 __all__ = [
-    "AttestingNsm",
     "ClockEvent",
     "ClockGuard",
     "SelfAttestation",
@@ -33,23 +33,10 @@ __all__ = [
     "self_attest",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("nitroguard.audit.clock")  # the pre-_-module name users filter on
 
 #: ATT-4: nonces are at least 16 bytes; 32 is the recommended size.
 NONCE_SIZE = 32
-
-
-class AttestingNsm(Protocol):
-    """The part of `nitroguard.nsm.Nsm` that self-attestation needs."""
-
-    def get_attestation(
-        self,
-        user_data: bytes | None = None,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-    ) -> bytes: ...
-
-    def get_random(self, n: int) -> bytes: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,7 +91,7 @@ def _peek_timestamp(raw: bytes) -> int:
     return AttestationDocument.parse(raw).timestamp
 
 
-def _default_nonce(nsm: AttestingNsm) -> bytes:
+def _default_nonce(nsm: ReadOnlyNsm) -> bytes:
     # Early in boot the CRNG may not be ready (RNG-4); never block the audit on it.
     # The NSM's own random bytes are the fallback: the NSM is trusted.
     try:
@@ -120,7 +107,7 @@ def _default_nonce(nsm: AttestingNsm) -> bytes:
 
 
 def self_attest(
-    nsm: AttestingNsm,
+    nsm: ReadOnlyNsm,
     *,
     roots: Sequence[x509.Certificate] | None = None,
     verifier: Verifier | None = None,
@@ -169,7 +156,7 @@ def self_attest(
 
 
 def attested_time(
-    nsm: AttestingNsm,
+    nsm: ReadOnlyNsm,
     *,
     roots: Sequence[x509.Certificate] | None = None,
     verifier: Verifier | None = None,
@@ -244,7 +231,7 @@ class ClockGuard:
     comparison synchronously (useful in tests and in event loops that poll).
 
     Args:
-        probe: a `SystemProbe` (its wall and monotonic clocks are used).
+        probe: a `SystemReader` (its wall and monotonic clocks are used).
         interval: seconds between checks.
         max_jump: the largest tolerated divergence per interval, in seconds.
         on_event: called (in the guard's thread) for each `ClockEvent`.

@@ -47,16 +47,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
-from nitroguard.attestation import roots as _roots
-from nitroguard.attestation.document import AttestationDocument
-from nitroguard.attestation.policy import NotDebug, Policy
-from nitroguard.errors import ConfigError, DecodeError, Reason, VerificationError
+from nitroguard._util import is_int
+from nitroguard.attestation import _roots
+from nitroguard.attestation._document import AttestationDocument
+from nitroguard.attestation._policy import NotDebug, Policy
+from nitroguard.errors import ConfigError, DecodeError, Error, Reason, VerificationError
 from nitroguard.hazmat import cose
 
-__all__ = ["STEPS", "VerifiedDocument", "Verifier", "verify"]
+__all__ = ["STEPS", "VerifiedDocument", "Verifier", "step_label", "verify"]
 
 #: Step names in pipeline order; ``STEPS.index(name) + 1`` is the step number.
 STEPS = ("size", "cose", "schema", "root", "chain", "signature", "policy")
+
+
+def step_label(error: Error) -> str:
+    """``"step N (name)"`` for an error raised by the verification pipeline, else ``"input"``.
+
+    Uses ``error.details["step"]``, which every pipeline error carries (see `STEPS`).
+    """
+    step = error.details.get("step")
+    if isinstance(step, str) and step in STEPS:
+        return f"step {STEPS.index(step) + 1} ({step})"
+    return "input"
+
 
 #: Default number of cached verified signature pairs per `Verifier`.
 DEFAULT_CACHE_SIZE = 256
@@ -371,7 +384,7 @@ class Verifier:
             if not isinstance(root, x509.Certificate):
                 raise ConfigError(f"trust roots must be x509.Certificate, got {root!r}")
         size: object = cache_size
-        if not isinstance(size, int) or isinstance(size, bool) or cache_size < 0:
+        if not is_int(size) or cache_size < 0:
             raise ConfigError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self._roots: frozenset[bytes] = frozenset(r.public_bytes(Encoding.DER) for r in roots)
         self._pairs: _Lru[tuple[bytes, bytes], bool] = _Lru(cache_size)

@@ -38,9 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from nitroguard.errors import ConfigError, Error
 from nitroguard.hazmat import cbor, cose
 from nitroguard.nsm import codec
-from nitroguard.nsm.codec import ErrorCode, NsmDescription, PcrDescription
-from nitroguard.nsm.interface import Nsm
-from nitroguard.nsm.pki import EmulatorPki
+from nitroguard.nsm._codec import ErrorCode, NsmDescription, PcrDescription
+from nitroguard.nsm._interface import Nsm
+from nitroguard.nsm._pki import EmulatorPki
 
 __all__ = ["BOOT_LOCKED", "DEBUG_ZERO_PCRS", "DEFAULT_IMAGE_PCRS", "EmulatedNsm", "extend"]
 

@@ -1,6 +1,8 @@
 """The emulator as a service: `NsmServer` over a Unix socket, and its client `SocketNsm`.
 
-Wire format: each message is a frame, a u32 big-endian length then that many bytes.
+Wire format: each message is a `nitroguard.framing` frame, a u32 big-endian length
+then that many bytes; both sides use the transport's blocking ``recv_exact`` and
+`BlockingClient`, so there is one framer in the package.
 A request frame carries exactly the CBOR request the device would get (at most 4096
 bytes); the answer frame carries exactly the device's CBOR answer (at most 12288).
 
@@ -19,53 +21,27 @@ import os
 import select
 import socket
 import stat
-import struct
 import threading
 import time
 from pathlib import Path
 from typing import Final
 
-from nitroguard.errors import ConfigError, NsmError, Reason
+from nitroguard.errors import ConfigError, NsmError, Reason, RemoteProtocolError, TransportError
+from nitroguard.framing import HEADER_SIZE, NEED_DATA, Frame, FrameDecoder, encode_frame
 from nitroguard.nsm import codec
-from nitroguard.nsm.emulator import EmulatedNsm
-from nitroguard.nsm.interface import Nsm
+from nitroguard.nsm._emulator import EmulatedNsm
+from nitroguard.nsm._interface import Nsm
+from nitroguard.transport import Address, BlockingClient, recv_exact
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "NsmServer", "SocketNsm"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("nitroguard.nsm.socket")  # the pre-_-module name users filter on
 
-_HEADER: Final = struct.Struct(">I")
 DEFAULT_MAX_CONNECTIONS: Final = 32
 #: Seconds a client may stay silent between requests.
 DEFAULT_IDLE_TIMEOUT: Final = 300.0
 #: Seconds to receive (or send) one whole frame once it has started.
 DEFAULT_FRAME_TIMEOUT: Final = 10.0
-
-
-class _PeerGone(Exception):
-    """The peer closed the connection or a deadline passed (server-internal)."""
-
-
-def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
-    """Receive exactly `n` bytes before `deadline` (monotonic), else `_PeerGone`."""
-    chunks: list[bytes] = []
-    remaining = n
-    while remaining:
-        timeout = deadline - time.monotonic()
-        if timeout <= 0:
-            raise _PeerGone("deadline passed")
-        sock.settimeout(timeout)
-        try:
-            chunk = sock.recv(min(remaining, 65536))
-        except TimeoutError:
-            raise _PeerGone("deadline passed") from None
-        except InterruptedError:  # pragma: no cover - PEP 475 retries recv already
-            continue
-        if not chunk:
-            raise _PeerGone("peer closed the connection")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 def _peer_hung_up(sock: socket.socket) -> bool:
@@ -80,20 +56,16 @@ def _peer_hung_up(sock: socket.socket) -> bool:
     return bool(events)
 
 
-def _send_frame(sock: socket.socket, payload: bytes, timeout: float) -> None:
-    sock.settimeout(timeout)
-    sock.sendall(_HEADER.pack(len(payload)) + payload)
-
-
 # --------------------------------------------------------------------------- client
 
 
 class SocketNsm(Nsm):
     """Client for an emulator served by ``nitroguard nsm serve --socket PATH``.
 
-    Thread-safe (requests are serialized on one connection). After a transport
-    failure the connection is dropped and the next request reconnects; a request
-    is never retried automatically (ExtendPCR is not idempotent).
+    Built on `nitroguard.transport.BlockingClient` (framing, ``recv_exact``,
+    deadlines). Thread-safe (requests are serialized on one connection). After a
+    transport failure the connection is dropped and the next request reconnects; a
+    request is never retried automatically (ExtendPCR is not idempotent).
 
     Args:
         path: the server's Unix socket.
@@ -108,28 +80,32 @@ class SocketNsm(Nsm):
         self.timeout = timeout
         self._lock = threading.Lock()
         self._closed = False
-        self._sock: socket.socket | None = self._connect()
+        self._client: BlockingClient | None = self._connect()
 
-    def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+    def _connect(self) -> BlockingClient:
         try:
-            sock.connect(self.path)
-        except OSError as exc:
-            sock.close()
+            # Answers are at most MAX_RESPONSE_SIZE; requests are checked against the
+            # smaller MAX_REQUEST_SIZE by `Nsm.request` before they get here.
+            return BlockingClient(
+                Address("unix", path=self.path),
+                timeout=self.timeout,
+                max_frame_size=codec.MAX_RESPONSE_SIZE,
+            )
+        except TransportError as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            why = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
             raise NsmError(
                 f"cannot connect to the NSM emulator at {self.path}: "
-                f"{exc.strerror or exc}; is `nitroguard nsm serve --socket {self.path}` running?",
+                f"{why}; is `nitroguard nsm serve --socket {self.path}` running?",
                 Reason.NSM_UNAVAILABLE,
                 path=self.path,
             ) from exc
-        return sock
 
     def _drop(self) -> None:
-        if self._sock is not None:
+        if self._client is not None:
             with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
+                self._client.close()
+            self._client = None
 
     def close(self) -> None:
         """Close the connection. Idempotent."""
@@ -141,29 +117,29 @@ class SocketNsm(Nsm):
         with self._lock:
             if self._closed:
                 raise NsmError(f"SocketNsm({self.path}) is closed", Reason.NSM_UNAVAILABLE)
-            if self._sock is not None and _peer_hung_up(self._sock):
+            if self._client is not None and _peer_hung_up(self._client.socket):
                 # The server closes idle connections; nothing was sent yet, so a new
                 # connection is safe here (unlike a retry after sending).
                 self._drop()
-            if self._sock is None:
-                self._sock = self._connect()
-            sock = self._sock
-            deadline = time.monotonic() + self.timeout
+            if self._client is None:
+                self._client = self._connect()
             try:
-                _send_frame(sock, request, self.timeout)
-                (length,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
-                if length > codec.MAX_RESPONSE_SIZE:
-                    self._drop()  # the stream cannot be resynchronized
+                return self._client.request(request)
+            except RemoteProtocolError as exc:
+                self._drop()  # the stream cannot be resynchronized
+                if exc.reason is Reason.FRAME_TOO_LARGE:
                     raise NsmError(
-                        f"emulator sent a {length}-byte frame, over {codec.MAX_RESPONSE_SIZE}",
+                        f"emulator sent a {exc.details.get('size')}-byte frame, "
+                        f"over {codec.MAX_RESPONSE_SIZE}",
                         Reason.INVALID_RESPONSE,
-                    )
-                return _recv_exact(sock, length, deadline)
-            except (_PeerGone, OSError) as exc:
+                    ) from exc
+                raise self._io_error(exc) from exc
+            except (TransportError, OSError) as exc:
                 self._drop()
-                raise NsmError(
-                    f"NSM emulator connection {self.path} failed: {exc}", Reason.NSM_IO_ERROR
-                ) from exc
+                raise self._io_error(exc) from exc
+
+    def _io_error(self, exc: Exception) -> NsmError:
+        return NsmError(f"NSM emulator connection {self.path} failed: {exc}", Reason.NSM_IO_ERROR)
 
 
 # --------------------------------------------------------------------------- server
@@ -339,23 +315,37 @@ class NsmServer:
 
     # ------------------------------------------------------------ per connection
 
+    def _send(self, conn: socket.socket, payload: bytes) -> None:
+        conn.settimeout(self.frame_timeout)
+        conn.sendall(encode_frame(payload, max_frame_size=codec.MAX_RESPONSE_SIZE))
+
     def _serve_conn(self, conn: socket.socket) -> None:
+        # One frame decoder per connection, bounded at the device's request limit: an
+        # oversized length prefix is refused before any body byte is read.
+        decoder = FrameDecoder(codec.MAX_REQUEST_SIZE)
         try:
             while not self._stopping.is_set():
-                header = _recv_exact(conn, _HEADER.size, time.monotonic() + self.idle_timeout)
-                (length,) = _HEADER.unpack(header)
-                if length > codec.MAX_REQUEST_SIZE:
+                header = recv_exact(
+                    conn, HEADER_SIZE, deadline=time.monotonic() + self.idle_timeout
+                )
+                try:
+                    decoder.receive_data(header)  # validates the length prefix
+                    event = decoder.next_event()
+                except RemoteProtocolError:
                     # Answer as the device would, then hang up: skipping an arbitrary
                     # body would let the peer make us read without bound.
-                    _send_frame(
-                        conn,
-                        codec.encode_error(codec.ErrorCode.INPUT_TOO_LARGE),
-                        self.frame_timeout,
-                    )
+                    self._send(conn, codec.encode_error(codec.ErrorCode.INPUT_TOO_LARGE))
                     break
-                body = _recv_exact(conn, length, time.monotonic() + self.frame_timeout)
-                _send_frame(conn, self.nsm.process(body), self.frame_timeout)
-        except (_PeerGone, OSError) as exc:
+                if event is NEED_DATA:
+                    deadline = time.monotonic() + self.frame_timeout
+                    decoder.receive_data(
+                        recv_exact(conn, decoder.bytes_wanted(), deadline=deadline)
+                    )
+                    event = decoder.next_event()
+                if not isinstance(event, Frame):  # pragma: no cover - a whole frame was fed
+                    break
+                self._send(conn, self.nsm.process(event.payload))
+        except (TransportError, RemoteProtocolError, OSError) as exc:
             _log.debug("connection ended: %s", exc)
         except Exception:  # noqa: BLE001 - a bug must cost one connection, never the service
             _log.exception("unexpected error serving an NSM connection")
