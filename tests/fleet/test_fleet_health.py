@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from fleet_helpers import GOOD_PCRS, OTHER_PCR0, free_port, http_get, running_enclave
 
-from nitroguard.attestation import policy
-from nitroguard.attestation.roots import load_pem_roots
+from nitroguard.attestation import load_pem_roots, policy
 from nitroguard.channel import ClientKey, TrustedKeys
 from nitroguard.errors import ConfigError, Reason
 from nitroguard.fleet import (

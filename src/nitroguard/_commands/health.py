@@ -128,7 +128,7 @@ def _client_key(path: str | None) -> ClientKey | None:
 def _roots(paths: list[str]) -> list[x509.Certificate] | None:
     if not paths:
         return None
-    from nitroguard.attestation.roots import load_pem_roots
+    from nitroguard.attestation import load_pem_roots
 
     roots: list[x509.Certificate] = []
     for path in paths:
