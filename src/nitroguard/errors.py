@@ -25,6 +25,7 @@ __all__ = [
     "EifError",
     "Error",
     "InsecureEnvironment",
+    "KmsError",
     "LocalProtocolError",
     "NsmError",
     "PolicyError",
@@ -147,6 +148,17 @@ class Reason(enum.StrEnum):
     DUPLICATE_SECTION = "duplicate_section"
     NOT_SIGNED = "not_signed"
     SIGNATURE_PAYLOAD_MISMATCH = "signature_payload_mismatch"
+
+    # --- KMS (issue 11): envelope reader, KmsClient, fake KMS -------------------------
+    MALFORMED_ENVELOPE = "malformed_envelope"
+    MISSING_OAEP_PARAMETERS = "missing_oaep_parameters"
+    UNSUPPORTED_KEY_ENCRYPTION = "unsupported_key_encryption"
+    UNSUPPORTED_CONTENT_ENCRYPTION = "unsupported_content_encryption"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    PLAINTEXT_IN_REPLY = "plaintext_in_reply"
+    KEY_ID_MISMATCH = "key_id_mismatch"
+    MISSING_ENCRYPTION_CONTEXT = "missing_encryption_context"
+    KMS_REQUEST_FAILED = "kms_request_failed"
 
 
 class Error(Exception):
@@ -309,3 +321,13 @@ class EifError(Error):
     """A malformed or inconsistent EIF image."""
 
     default_reason = Reason.BAD_SECTION
+
+
+class KmsError(Error):
+    """A KMS envelope was refused, a KMS reply was unsafe, or a KMS call failed.
+
+    Envelope unwrap and padding failures all carry `decryption_failed` and one fixed
+    message, so that whoever relays the envelope learns nothing from which step failed.
+    """
+
+    default_reason = Reason.MALFORMED_ENVELOPE
