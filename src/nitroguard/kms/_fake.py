@@ -837,7 +837,7 @@ class FakeKms:
     def endpoint_url(self) -> str:
         """``https://HOST:PORT``."""
         host, port = self.address
-        return f"https://{host}:{port}"
+        return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
     def boto3_kwargs(self, credential: FakeCredential | None = None) -> dict[str, Any]:
         """Keyword arguments for ``boto3.client("kms", **kwargs)``."""
