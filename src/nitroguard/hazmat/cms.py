@@ -453,9 +453,16 @@ def encode_envelope(
     *,
     chunk_size: int = 1000,
     primitive_content: bool = False,
+    key_encryption_algorithm: bytes | None = None,
+    content_algorithm_oid: bytes = OID_AES256_CBC,
+    version: int = 2,
 ) -> bytes:
     """Encode an envelope in KMS's exact shape (indefinite lengths, version 2, SKI rid,
     explicit OAEP parameters, content in `chunk_size`-byte chunks or a primitive ``[0]``).
+
+    `key_encryption_algorithm` (a DER AlgorithmIdentifier), `content_algorithm_oid` and
+    `version` exist to build the shapes other tools emit (PKCS#1 v1.5, OAEP without
+    parameters, AES-128, version 0) for negative tests; the defaults are KMS's.
 
     Raises:
         ConfigError: a non-positive `chunk_size`.
@@ -468,7 +475,7 @@ def encode_envelope(
         _SEQUENCE,
         _tlv(_INTEGER, b"\x02")
         + _tlv(_CTX0_PRIM, recipient_key_id)
-        + _OAEP_ALG
+        + (_OAEP_ALG if key_encryption_algorithm is None else key_encryption_algorithm)
         + _tlv(_OCTET_STRING, encrypted_key),
     )
     if primitive_content:
@@ -482,10 +489,10 @@ def encode_envelope(
     eci = _indefinite(
         _SEQUENCE,
         _tlv(_OID, OID_DATA),
-        _tlv(_SEQUENCE, _tlv(_OID, OID_AES256_CBC) + _tlv(_OCTET_STRING, iv)),
+        _tlv(_SEQUENCE, _tlv(_OID, content_algorithm_oid) + _tlv(_OCTET_STRING, iv)),
         content,
     )
-    enveloped = _indefinite(_SEQUENCE, _tlv(_INTEGER, b"\x02"), _tlv(_SET, ktri), eci)
+    enveloped = _indefinite(_SEQUENCE, _tlv(_INTEGER, bytes([version])), _tlv(_SET, ktri), eci)
     return _indefinite(
         _SEQUENCE, _tlv(_OID, OID_ENVELOPED_DATA), _indefinite(_CTX0_CONS, enveloped)
     )

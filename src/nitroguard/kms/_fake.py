@@ -231,6 +231,9 @@ class FakeKmsService:
         region: the region in key ARNs and the SigV4 scope.
         clock: current time (aware UTC datetimes).
         rng: randomness for keys, blobs and envelopes.
+        unsafe_ignore_recipient: behave like moto (kms.md section 6): ignore
+            ``Recipient`` and answer with the plaintext. Only for testing that clients
+            refuse such replies.
     """
 
     def __init__(
@@ -242,6 +245,7 @@ class FakeKmsService:
         region: str = "us-east-1",
         clock: Callable[[], dt.datetime] | None = None,
         rng: Callable[[int], bytes] = os.urandom,
+        unsafe_ignore_recipient: bool = False,
     ) -> None:
         from nitroguard.attestation import Verifier
 
@@ -254,6 +258,7 @@ class FakeKmsService:
         self.verifier = Verifier(roots)
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._rng = rng
+        self.unsafe_ignore_recipient = unsafe_ignore_recipient
         self.requests: dict[str, int] = {}
         """Requests answered, per operation (successful or not)."""
 
@@ -368,7 +373,7 @@ class FakeKmsService:
     def _recipient(self, request: Mapping[str, Any]) -> tuple[Any, rsa.RSAPublicKey] | None:
         """Verify the Recipient's document; returns (verified document, its RSA key)."""
         recipient = request.get("Recipient")
-        if recipient is None:
+        if recipient is None or self.unsafe_ignore_recipient:
             return None
         if not isinstance(recipient, dict):
             raise KmsFault("ValidationException", "Recipient must be a structure")
