@@ -231,6 +231,7 @@ class EnclaveApp:
         self.name = name
         self._ops: dict[str, Operation] = {}
         self._clock = clock
+        self._start_hooks: list[Callable[[Any], Awaitable[None]]] = []
 
     def operation(self, name: str) -> Callable[[_F], _F]:
         """Register ``async def op(args: dict) -> result`` under `name`.
@@ -313,6 +314,7 @@ class EnclaveApp:
         log.info("%s: seeded %d NSM bytes (%s)", self.name, report.nbytes, report.method)
         # (3) Keys, only now.
         identity = ServerIdentity.generate(os.urandom)
+        await self._run_start_hooks(nsm)
         # (4) Serve, logging every limit.
         limits = config.limits()
         for field in dataclasses.fields(limits):
@@ -347,6 +349,22 @@ class EnclaveApp:
             _fingerprint(identity.public_key),
         )
         return RunningApp(server, config, findings)
+
+    def on_start(self, hook: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``await hook(nsm)`` in `start`, after the audit and the NSM seeding (so
+        keys made there come from a checked, seeded RNG) and before serving.
+
+        Fetching secrets from KMS at start-up is one line (``docs/kms.md``)::
+
+            app.on_start(kms.fetch_secrets(secrets, {"master": (blob, context)}, ...))
+
+        A hook that raises stops the start: the app never serves without its secrets.
+        """
+        self._start_hooks.append(hook)
+
+    async def _run_start_hooks(self, nsm: Any) -> None:
+        for hook in self._start_hooks:
+            await hook(nsm)
 
     async def _serve_channel(
         self,

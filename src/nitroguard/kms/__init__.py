@@ -12,6 +12,7 @@ See ``docs/kms.md``. The fake KMS for tests is `nitroguard.testing.FakeKms`.
 """
 
 from nitroguard.hazmat.cms import Envelope, parse_envelope
+from nitroguard.kms._app import CredentialsBox, fetch_secrets
 from nitroguard.kms._client import Credentials, DataKey, DataKeyPair, KmsClient
 from nitroguard.kms._envelope import (
     KEY_ENCRYPTION_ALGORITHM,
@@ -26,11 +27,13 @@ __all__ = [
     "KEY_ENCRYPTION_ALGORITHM",
     "AttestingNsm",
     "Credentials",
+    "CredentialsBox",
     "DataKey",
     "DataKeyPair",
     "Envelope",
     "KmsClient",
     "Recipient",
+    "fetch_secrets",
     "key_identifier",
     "open_envelope",
     "parse_envelope",

@@ -105,9 +105,15 @@ class KmsClient:
         self.recipient = recipient
         self.key_id = key_id
         self.region = region
+        self._connection = (endpoint_url, ca_bundle, timeout)
         if client is None:
             client = _make_client(region, endpoint_url, ca_bundle, credentials, timeout)
         self._client = client
+
+    def set_credentials(self, credentials: Credentials) -> None:
+        """Use new credentials (e.g. pushed by the parent) for the next calls."""
+        endpoint_url, ca_bundle, timeout = self._connection
+        self._client = _make_client(self.region, endpoint_url, ca_bundle, credentials, timeout)
 
     # -- calls -------------------------------------------------------------------------
 
