@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime as dt
 import http.server
@@ -662,7 +663,7 @@ def make_tls(host: str, region: str, now: dt.datetime) -> tuple[bytes, bytes, by
     """
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nitroguard fake KMS CA")])
-    start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=7)
+    start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=30)
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -748,23 +749,46 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _HttpsServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+    # Non-daemon threads, joined by server_close() once `drop_connections` has shut
+    # every live connection: nothing outlives `FakeKms.close`.
+    daemon_threads = False
+    block_on_close = True
     service: FakeKmsService
     tls: ssl.SSLContext
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
         self.address_family = family
+        self.live: set[socket.socket] = set()
+        self.live_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the connection's own thread, bounded by a timeout,
         # so a silent client cannot stall accept().
         request.settimeout(10)
+        with self.live_lock:
+            self.live.add(request)
         try:
             tls = self.tls.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError):
+            with self.live_lock:
+                self.live.discard(request)
             return
-        super().finish_request(tls, client_address)
+        with self.live_lock:
+            self.live.discard(request)
+            self.live.add(tls)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            with self.live_lock:
+                self.live.discard(tls)
+            tls.close()
+
+    def drop_connections(self) -> None:
+        with self.live_lock:
+            for sock in self.live:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address)
@@ -881,6 +905,7 @@ class FakeKms:
         """Stop serving."""
         if self._server is not None:
             self._server.shutdown()
+            self._server.drop_connections()
             self._server.server_close()
             self._server = None
         if self._thread is not None:
