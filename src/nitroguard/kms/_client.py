@@ -115,6 +115,12 @@ class KmsClient:
         endpoint_url, ca_bundle, timeout = self._connection
         self._client = _make_client(self.region, endpoint_url, ca_bundle, credentials, timeout)
 
+    def close(self) -> None:
+        """Close the pooled HTTPS connections."""
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
     # -- calls -------------------------------------------------------------------------
 
     def decrypt(
