@@ -309,6 +309,12 @@ class FakeKmsService:
             return fault.status, json.dumps(
                 {"__type": fault.code, "message": fault.message}
             ).encode()
+        except Exception:  # a bug of ours: answer as KMS does, keep serving
+            log.exception("fake KMS: internal error")
+            fault = KmsFault("KMSInternalException", "internal error", 500)
+            return fault.status, json.dumps(
+                {"__type": fault.code, "message": fault.message}
+            ).encode()
         return 200, json.dumps(answer).encode()
 
     # -- helpers -------------------------------------------------------------------------
