@@ -26,6 +26,7 @@ __all__ = [
     "Error",
     "InsecureEnvironment",
     "KmsError",
+    "KmsPolicyError",
     "LocalProtocolError",
     "NsmError",
     "PolicyError",
@@ -159,6 +160,13 @@ class Reason(enum.StrEnum):
     KEY_ID_MISMATCH = "key_id_mismatch"
     MISSING_ENCRYPTION_CONTEXT = "missing_encryption_context"
     KMS_REQUEST_FAILED = "kms_request_failed"
+
+    # --- KMS key policies (issue 12): parser, evaluator, linter, generator ---------------
+    MALFORMED_POLICY_JSON = "malformed_policy_json"
+    INVALID_KEY_POLICY = "invalid_key_policy"
+    UNKNOWN_EFFECT = "unknown_effect"
+    INVALID_POLICY_CONDITION = "invalid_policy_condition"
+    UNSUPPORTED_POLICY_ELEMENT = "unsupported_policy_element"
 
 
 class Error(Exception):
@@ -331,3 +339,12 @@ class KmsError(Error):
     """
 
     default_reason = Reason.MALFORMED_ENVELOPE
+
+
+class KmsPolicyError(KmsError):
+    """A KMS key policy that KMS would refuse (or that nitroguard cannot evaluate).
+
+    `details["where"]` names the element, e.g. ``Statement[1].Condition``.
+    """
+
+    default_reason = Reason.INVALID_KEY_POLICY

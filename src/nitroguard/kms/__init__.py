@@ -7,6 +7,8 @@
   refused and an encryption context required.
 - `open_envelope` / `seal_envelope`: KMS's ``CiphertextForRecipient`` envelope
   (strict parser in `nitroguard.hazmat.cms`).
+- `parse_policy` / `evaluate`: KMS key policies, parsed strictly and evaluated as KMS
+  does (`KeyPolicy`, `RequestContext`, `Decision`); the fake KMS and the linter share them.
 
 See ``docs/kms.md``. The fake KMS for tests is `nitroguard.testing.FakeKms`.
 """
@@ -22,6 +24,7 @@ from nitroguard.kms._envelope import (
     open_envelope,
     seal_envelope,
 )
+from nitroguard.kms._policy import Decision, KeyPolicy, RequestContext, evaluate, parse_policy
 
 __all__ = [
     "KEY_ENCRYPTION_ALGORITHM",
@@ -30,12 +33,17 @@ __all__ = [
     "CredentialsBox",
     "DataKey",
     "DataKeyPair",
+    "Decision",
     "Envelope",
+    "KeyPolicy",
     "KmsClient",
     "Recipient",
+    "RequestContext",
+    "evaluate",
     "fetch_secrets",
     "key_identifier",
     "open_envelope",
     "parse_envelope",
+    "parse_policy",
     "seal_envelope",
 ]
