@@ -311,9 +311,8 @@ class FakeKmsService:
             ).encode()
         except Exception:  # a bug of ours: answer as KMS does, keep serving
             log.exception("fake KMS: internal error")
-            fault = KmsFault("KMSInternalException", "internal error", 500)
-            return fault.status, json.dumps(
-                {"__type": fault.code, "message": fault.message}
+            return 500, json.dumps(
+                {"__type": "KMSInternalException", "message": "internal error"}
             ).encode()
         return 200, json.dumps(answer).encode()
 
