@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nitroguard._commands._common import emit_json, read_blob
+from nitroguard._commands.kms_policy import add_lint, add_policy
 from nitroguard.errors import ConfigError
 
 __all__ = ["SUBCOMMANDS", "register"]
@@ -181,6 +182,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[Any]], None]] = [
     _add_inspect,
     _add_open,
     _add_fake,
+    add_policy,
+    add_lint,
 ]
 
 
