@@ -25,6 +25,7 @@ Nothing here decrypts: `nitroguard.kms` opens the envelope with `cryptography`.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from nitroguard.errors import KmsError, Reason
 
@@ -103,8 +104,8 @@ def _oid_name(raw: bytes) -> str:
     return _OID_NAMES.get(raw, "OID " + raw.hex())
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Node:
+class _Node(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: building ~30 of them is most of a parse.
     tag: int
     offset: int
     indefinite: bool
