@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -244,3 +245,149 @@ def test_put_key_policy_and_credentials_file(tmp_path: Path, nsm: EmulatedNsm) -
         path.write_text(bad)
         with pytest.raises(Exception, match="credential"):
             load_credentials(path)
+
+
+def _signed(
+    service: FakeKmsService, op: str, body: dict[str, Any], **headers: str
+) -> tuple[int, dict[str, Any]]:
+    """Sign with botocore's own SigV4 signer and call the sans-IO service."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
+
+    data = json.dumps(body).encode()
+    request = AWSRequest(
+        method="POST",
+        url="https://localhost/",
+        data=data,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"TrentService.{op}",
+            "Host": "localhost",
+            **headers,
+        },
+    )
+    SigV4Auth(BotoCredentials("AK", "SK"), "kms", "us-east-1").add_auth(request)
+    status, answer = service.handle("POST", "/", dict(request.headers.items()), data)
+    return status, json.loads(answer)
+
+
+def test_validation_errors_sans_io(tmp_path: Path, nsm: EmulatedNsm) -> None:
+    service = FakeKmsService(
+        tmp_path, [FakeCredential("AK", "SK", ROLE)], roots=[nsm.pki.root_certificate]
+    )
+    _, created = _signed(service, "CreateKey", {})
+    key = created["KeyMetadata"]["KeyId"]
+    doc = base64.b64encode(nsm.get_attestation(public_key=b"not a key")).decode()
+    cases = [
+        ("GenerateRandom", {"NumberOfBytes": 0}, "ValidationException"),
+        ("GenerateRandom", {"NumberOfBytes": 8, "Recipient": "x"}, "ValidationException"),
+        (
+            "GenerateRandom",
+            {"NumberOfBytes": 8, "Recipient": {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_1"}},
+            "ValidationException",
+        ),
+        (
+            "GenerateRandom",
+            {
+                "NumberOfBytes": 8,
+                "Recipient": {
+                    "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+                    "AttestationDocument": "!!",
+                },
+            },
+            "SerializationException",
+        ),
+        (
+            "GenerateRandom",
+            {
+                "NumberOfBytes": 8,
+                "Recipient": {
+                    "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+                    "AttestationDocument": doc,
+                },
+            },
+            "ValidationException",
+        ),
+        ("GenerateDataKeyPair", {"KeyId": key, "KeyPairSpec": "SM2"}, "ValidationException"),
+        ("GenerateDataKey", {"KeyId": key, "KeySpec": "AES_512"}, "ValidationException"),
+        ("GenerateDataKey", {"KeyId": key, "NumberOfBytes": 5000}, "ValidationException"),
+        (
+            "Encrypt",
+            {"KeyId": key, "Plaintext": base64.b64encode(bytes(5000)).decode()},
+            "ValidationException",
+        ),
+        (
+            "Encrypt",
+            {"KeyId": key, "Plaintext": "AA==", "EncryptionContext": {"a": 1}},
+            "ValidationException",
+        ),
+        ("Encrypt", {"Plaintext": "AA=="}, "ValidationException"),
+        (
+            "Decrypt",
+            {"CiphertextBlob": "AA==", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"},
+            "IncorrectKeyException",
+        ),
+        ("DescribeKey", {"KeyId": "arn:aws:kms:eu-west-1:1:key/x"}, "NotFoundException"),
+        ("DescribeKey", {"KeyId": "not-a-uuid"}, "NotFoundException"),
+        ("GetKeyPolicy", {"KeyId": key, "PolicyName": "other"}, "NotFoundException"),
+        (
+            "PutKeyPolicy",
+            {"KeyId": key, "PolicyName": "other", "Policy": "{}"},
+            "ValidationException",
+        ),
+        ("PutKeyPolicy", {"KeyId": key, "Policy": ""}, "ValidationException"),
+    ]
+    for op, body, name in cases:
+        status, answer = _signed(service, op, body)
+        assert (op, answer["__type"]) == (op, name), answer
+        assert status == 400
+    # The generic RSA_2048 pair and GenerateDataKey by NumberOfBytes work without Recipient.
+    status, pair = _signed(
+        service, "GenerateDataKeyPair", {"KeyId": key, "KeyPairSpec": "RSA_2048"}
+    )
+    assert status == 200
+    assert "PrivateKeyPlaintext" in pair
+    status, data_key = _signed(service, "GenerateDataKey", {"KeyId": key, "NumberOfBytes": 24})
+    assert len(base64.b64decode(data_key["Plaintext"])) == 24
+    # Extra unsigned headers are fine; a corrupted key file is a KMS-style 500.
+    status, answer = _signed(service, "DescribeKey", {"KeyId": key}, **{"X-Test": "1"})
+    assert status == 200
+    (tmp_path / "keys" / f"{key}.json").write_text("{broken")
+    status, answer = _signed(service, "DescribeKey", {"KeyId": key})
+    assert (status, answer["__type"]) == (500, "KMSInternalException")
+
+
+def test_malformed_authorization_headers(tmp_path: Path) -> None:
+    service = FakeKmsService(tmp_path, [FakeCredential("AK", "SK", ROLE)])
+    base = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "TrentService.GenerateRandom",
+    }
+    sig = "0" * 64
+
+    def auth(scope: str, signed: str = "host;x-amz-date") -> str:
+        return f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={signed}, Signature={sig}"
+
+    full = "AK/20260101/us-east-1/kms/aws4_request"
+    for header, extra in (
+        ("Basic abc", {}),
+        (auth("AK/20260101/us-east-1/kms"), {}),
+        (auth(full, "x-amz-date;host"), {}),
+        (auth(full), {"Host": "h"}),
+        (auth(full), {"Host": "h", "X-Amz-Date": "yesterday"}),
+    ):
+        status, body = service.handle(
+            "POST", "/", {**base, **extra, "Authorization": header}, b"{}"
+        )
+        assert json.loads(body)["__type"] == "IncompleteSignatureException", header
+    status, body = service.handle("POST", "/", {**base, "Authorization": "x"}, b"{}")
+    assert status == 400
+    path = tmp_path / "c.json"
+    path.write_text(
+        json.dumps([{"access_key_id": "a", "secret_access_key": "b", "principal": "me"}])
+    )
+    with pytest.raises(Exception, match="IAM ARN"):
+        load_credentials(path)
+    with pytest.raises(Exception, match="credentials"):
+        load_credentials(tmp_path / "missing.json")
