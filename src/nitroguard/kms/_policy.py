@@ -108,7 +108,7 @@ _UNSUPPORTED_OPS = frozenset(
     }
 )
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
-_ACTION_RE = re.compile(r"^(\*|kms:[A-Za-z*?]+)$")
+_ACTION_RE = re.compile(r"^(\*|kms:[A-Za-z*?]+)$", re.IGNORECASE)
 
 
 def _fail(message: str, where: str, reason: Reason = Reason.INVALID_KEY_POLICY) -> KmsPolicyError:
