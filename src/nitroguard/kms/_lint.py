@@ -34,6 +34,7 @@ from nitroguard.kms._policy import (
     condition_holds,
     evaluate,
     parse_policy,
+    statement_applies,
 )
 
 __all__ = [
@@ -256,8 +257,11 @@ def _probe(
                 continue
             for what, fixed in scenarios:
                 conditions = _witness(policy, statement, principal, action, fixed)
-                decision = evaluate(policy, RequestContext(principal, action, conditions))
-                if decision.allowed:
+                request = RequestContext(principal, action, conditions)
+                decision = evaluate(policy, request)
+                # Only a request that this statement grants is this statement's hole
+                # (another statement that also allows it is probed on its own).
+                if decision.allowed and statement_applies(statement, request):
                     result.bypass.append(
                         f"{what} may call {action} as {principal} "
                         f"(allowed by statement {decision.statement})"

@@ -176,6 +176,31 @@ class Statement:
     not_action: bool
     resources: tuple[str, ...]
     conditions: tuple[Condition, ...]
+    # Precomputed for speed: (anyone, exact principals, accounts), action patterns.
+    _principal_index: tuple[bool, frozenset[str], frozenset[str]] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    _action_patterns: tuple[re.Pattern[str], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        anyone = False
+        exact: set[str] = set()
+        accounts: set[str] = set()
+        for kind, value in self.principals:
+            if value == "*" and kind in ("*", "AWS"):
+                anyone = True
+                continue
+            exact.add(value)
+            if kind == "AWS":
+                account = _delegating_account(value)
+                if account is not None:
+                    accounts.add(account)
+        index = (anyone, frozenset(exact), frozenset(accounts))
+        object.__setattr__(self, "_principal_index", index)
+        patterns = tuple(_wildcard(p, ignore_case=True) for p in self.actions)
+        object.__setattr__(self, "_action_patterns", patterns)
 
     @property
     def label(self) -> str:
@@ -183,13 +208,18 @@ class Statement:
         return self.sid if self.sid else f"#{self.index}"
 
     def matches_principal(self, principal: str) -> bool:
-        """Whether the statement's principal element covers `principal`."""
-        hit = any(_principal_matches(p, principal) for p in self.principals)
+        """Whether the statement's principal element covers `principal`.
+
+        An account principal (``arn:aws:iam::ACCOUNT:root`` or the bare id) covers every
+        principal of that account: see the module docstring (no IAM here).
+        """
+        anyone, exact, accounts = self._principal_index
+        hit = anyone or principal in exact or _account_of(principal) in accounts
         return hit != self.not_principal
 
     def matches_action(self, action: str) -> bool:
         """Whether the statement's action element covers `action` (e.g. ``kms:Decrypt``)."""
-        hit = any(_wildcard(pattern, ignore_case=True).match(action) for pattern in self.actions)
+        hit = any(pattern.match(action) for pattern in self._action_patterns)
         return hit != self.not_action
 
 
@@ -566,20 +596,13 @@ def _account_of(arn: str) -> str | None:
     return None
 
 
-def _principal_matches(entry: tuple[str, str], principal: str) -> bool:
-    kind, value = entry
-    if value == "*" and kind in ("*", "AWS"):
-        return True
-    if kind != "AWS":
-        return value == principal
-    if value == principal:
-        return True
-    # An account principal delegates to the account's IAM; with no IAM here, it stands
-    # for every principal of that account (the worst case; see the module docstring).
-    account = value if _ACCOUNT_RE.match(value) else None
-    if account is None and value.startswith("arn:") and value.endswith(":root"):
-        account = _account_of(value)
-    return account is not None and _account_of(principal) == account
+def _delegating_account(value: str) -> str | None:
+    """The account an AWS principal delegates to (a bare id or an account root ARN)."""
+    if _ACCOUNT_RE.match(value):
+        return value
+    if value.startswith("arn:") and value.endswith(":root"):
+        return _account_of(value)
+    return None
 
 
 def _value_matches(base: str, policy_value: str, actual: str) -> bool:
