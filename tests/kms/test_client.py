@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import PCR0, attested_policy
+from conftest import PCR0, ROLE, attested_policy
 from nitroguard.app import AppConfig, EnclaveApp, Mode
 from nitroguard.errors import ConfigError, KmsError, Reason
 from nitroguard.kms import Credentials, CredentialsBox, KmsClient, Recipient, fetch_secrets
@@ -223,3 +227,64 @@ def test_pushed_credentials(fake: FakeKms, recipient: Recipient, attested_key: s
 
 def test_policy_fixture_is_pinned_to_the_test_pcr0() -> None:
     assert PCR0.hex() in attested_policy()
+
+
+def _agreement_policy() -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "Admin",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ROLE},
+                    "Action": ["kms:DescribeKey", "kms:GetPublicKey", "kms:Encrypt"],
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "EnclaveDerives",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ROLE},
+                    "Action": "kms:DeriveSharedSecret",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": PCR0.hex()}
+                    },
+                },
+            ],
+        }
+    )
+
+
+def test_derive_shared_secret_through_the_recipient(
+    fake: FakeKms, boto: Any, recipient: Recipient
+) -> None:
+    meta = boto.create_key(
+        KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT", Policy=_agreement_policy()
+    )["KeyMetadata"]
+    assert meta["KeyAgreementAlgorithms"] == ["ECDH"]
+    kms_public = serialization.load_der_public_key(
+        boto.get_public_key(KeyId=meta["KeyId"])["PublicKey"]
+    )
+    assert isinstance(kms_public, ec.EllipticCurvePublicKey)
+    peer = ec.generate_private_key(ec.SECP256R1())
+    peer_der = peer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    client = client_for(fake, recipient, meta["Arn"])
+    assert client.derive_shared_secret(peer_der) == peer.exchange(ec.ECDH(), kms_public)
+    # Without Recipient the attestation condition is absent: denied.
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        boto.derive_shared_secret(
+            KeyId=meta["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=peer_der
+        )
+    # A key-agreement key cannot encrypt; a P-384 peer does not fit a P-256 key.
+    with pytest.raises(ClientError, match="InvalidKeyUsageException"):
+        boto.encrypt(KeyId=meta["KeyId"], Plaintext=b"x")
+    other_curve = ec.generate_private_key(ec.SECP384R1()).public_key()
+    with pytest.raises(KmsError, match="ValidationException"):
+        client.derive_shared_secret(
+            other_curve.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )

@@ -3,7 +3,8 @@
 Needs the optional extra ``nitroguard[kms]`` (botocore). What it adds over a bare
 boto3 client (``../shared/spec/kms.md`` section 5):
 
-- ``Recipient`` is always sent; a reply that carries ``Plaintext``,
+- ``Recipient`` is always sent (Decrypt, GenerateDataKey, GenerateDataKeyPair,
+  GenerateRandom, DeriveSharedSecret); a reply that carries ``Plaintext``,
   ``PrivateKeyPlaintext`` or ``SharedSecret`` anyway is refused (`plaintext_in_reply`):
   it means the answer did not come from a KMS that honoured the attestation (moto does
   exactly this);
@@ -198,6 +199,18 @@ class KmsClient:
                 Reason.KMS_REQUEST_FAILED,
             )
         return data
+
+    def derive_shared_secret(self, public_key_der: bytes) -> bytes:
+        """DeriveSharedSecret (ECDH) with the pinned KEY_AGREEMENT key and a peer's
+        SubjectPublicKeyInfo DER; the shared secret is opened here."""
+        reply = self._call(
+            "derive_shared_secret",
+            KeyId=self.key_id,
+            KeyAgreementAlgorithm="ECDH",
+            PublicKey=bytes(public_key_der),
+        )
+        self._check_key(reply)
+        return self._open(reply)
 
     # -- checks ------------------------------------------------------------------------
 

@@ -66,6 +66,17 @@ MAX_BODY = 512 * 1024
 _BLOB_MAGIC = b"NGK1"
 _DEFAULT_ACCOUNT = "111122223333"
 _SYMMETRIC = "SYMMETRIC_DEFAULT"
+_AGREEMENT = "KEY_AGREEMENT"
+_CURVES: dict[str, ec.EllipticCurve] = {
+    "ECC_NIST_P256": ec.SECP256R1(),
+    "ECC_NIST_P384": ec.SECP384R1(),
+}
+
+
+def _public_der(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 class KmsFault(Exception):
@@ -428,15 +439,27 @@ class FakeKmsService:
             "CreationDate": record["CreationDate"],
             "Enabled": True,
             "Description": record.get("Description", ""),
-            "KeyUsage": "ENCRYPT_DECRYPT",
+            "KeyUsage": record.get("KeyUsage", "ENCRYPT_DECRYPT"),
             "KeyState": "Enabled",
             "Origin": "AWS_KMS",
             "KeyManager": "CUSTOMER",
-            "CustomerMasterKeySpec": _SYMMETRIC,
-            "KeySpec": _SYMMETRIC,
-            "EncryptionAlgorithms": [_SYMMETRIC],
+            "CustomerMasterKeySpec": record.get("KeySpec", _SYMMETRIC),
+            "KeySpec": record.get("KeySpec", _SYMMETRIC),
             "MultiRegion": False,
+            **(
+                {"KeyAgreementAlgorithms": ["ECDH"]}
+                if record.get("KeyUsage") == _AGREEMENT
+                else {"EncryptionAlgorithms": [_SYMMETRIC]}
+            ),
         }
+
+    @staticmethod
+    def _require_usage(record: Mapping[str, Any], usage: str) -> None:
+        if record.get("KeyUsage", "ENCRYPT_DECRYPT") != usage:
+            raise KmsFault(
+                "InvalidKeyUsageException",
+                f"{record['Arn']} key usage is {record.get('KeyUsage', 'ENCRYPT_DECRYPT')}",
+            )
 
     def _parse_policy(self, text: object) -> str:
         _policy = _policy_engine()
@@ -453,8 +476,22 @@ class FakeKmsService:
     def create_key(self, principal: str, request: Mapping[str, Any]) -> dict[str, Any]:
         # No IAM here: any authenticated principal may create keys (docs/kms.md).
         spec = request.get("KeySpec", request.get("CustomerMasterKeySpec", _SYMMETRIC))
-        if spec != _SYMMETRIC or request.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
-            raise KmsFault("UnsupportedOperationException", "the fake supports SYMMETRIC_DEFAULT")
+        usage = request.get("KeyUsage", "ENCRYPT_DECRYPT")
+        if (spec, usage) == (_SYMMETRIC, "ENCRYPT_DECRYPT"):
+            material = self._rng(32).hex()
+        elif spec in _CURVES and usage == _AGREEMENT:
+            private = ec.generate_private_key(_CURVES[spec])
+            material = private.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).hex()
+        else:
+            raise KmsFault(
+                "UnsupportedOperationException",
+                "the fake supports SYMMETRIC_DEFAULT keys for ENCRYPT_DECRYPT and "
+                "ECC_NIST_P256/P384 keys for KEY_AGREEMENT",
+            )
         account = principal.split(":")[4]
         text = request.get("Policy")
         policy = default_key_policy(account) if text is None else self._parse_policy(text)
@@ -465,7 +502,9 @@ class FakeKmsService:
             "Account": account,
             "CreationDate": self._clock().timestamp(),
             "Description": str(request.get("Description", "")),
-            "Material": self._rng(32).hex(),
+            "KeySpec": spec,
+            "KeyUsage": usage,
+            "Material": material,
             "Policy": policy,
         }
         with self.store.lock:
@@ -498,6 +537,7 @@ class FakeKmsService:
         record = self._key(request.get("KeyId"))
         plaintext = _unb64(request.get("Plaintext"), "plaintext", limit=4096)
         ctx = _context(request)
+        self._require_usage(record, "ENCRYPT_DECRYPT")
         self._authorize(principal, "kms:Encrypt", record, context=ctx)
         return {
             "CiphertextBlob": _b64(self._wrap(record, plaintext, ctx)),
@@ -514,7 +554,7 @@ class FakeKmsService:
             raise KmsFault("InvalidCiphertextException", "")
         key_id = blob[4:40].decode("ascii", "replace")
         record = self.store.load(key_id)
-        if record is None:
+        if record is None or record.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
             raise KmsFault("InvalidCiphertextException", "")
         if "KeyId" in request:
             asked = self._key(request["KeyId"])
@@ -547,6 +587,7 @@ class FakeKmsService:
 
     def generate_data_key(self, principal: str, request: Mapping[str, Any]) -> dict[str, Any]:
         record = self._key(request.get("KeyId"))
+        self._require_usage(record, "ENCRYPT_DECRYPT")
         ctx = _context(request)
         spec, count = request.get("KeySpec"), request.get("NumberOfBytes")
         if (spec is None) == (count is None):
@@ -579,6 +620,7 @@ class FakeKmsService:
 
     def generate_data_key_pair(self, principal: str, request: Mapping[str, Any]) -> dict[str, Any]:
         record = self._key(request.get("KeyId"))
+        self._require_usage(record, "ENCRYPT_DECRYPT")
         ctx = _context(request)
         spec = request.get("KeyPairSpec")
         curves: dict[str, ec.EllipticCurve] = {
@@ -631,6 +673,59 @@ class FakeKmsService:
             return {"CiphertextForRecipient": self._seal(recipient[1], data)}
         return {"Plaintext": _b64(data)}
 
+    def get_public_key(self, principal: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        record = self._key(request.get("KeyId"))
+        self._require_usage(record, _AGREEMENT)
+        self._authorize(principal, "kms:GetPublicKey", record)
+        return {
+            "KeyId": record["Arn"],
+            "PublicKey": _b64(_public_der(self._agreement_key(record))),
+            "KeySpec": record["KeySpec"],
+            "KeyUsage": _AGREEMENT,
+            "KeyAgreementAlgorithms": ["ECDH"],
+        }
+
+    def derive_shared_secret(self, principal: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        record = self._key(request.get("KeyId"))
+        if request.get("KeyAgreementAlgorithm") != "ECDH":
+            raise KmsFault("ValidationException", "KeyAgreementAlgorithm must be ECDH")
+        self._require_usage(record, _AGREEMENT)
+        peer_der = _unb64(request.get("PublicKey"), "publicKey", limit=8192)
+        private = self._agreement_key(record)
+        try:
+            peer = serialization.load_der_public_key(peer_der)
+        except ValueError:
+            peer = None
+        if not isinstance(peer, ec.EllipticCurvePublicKey) or peer.curve.name != (
+            private.curve.name
+        ):
+            raise KmsFault("ValidationException", f"PublicKey must be a {record['KeySpec']} key")
+        recipient = self._recipient(request)
+        self._authorize(
+            principal,
+            "kms:DeriveSharedSecret",
+            record,
+            attested=recipient[0] if recipient else None,
+        )
+        secret = private.exchange(ec.ECDH(), peer)
+        answer: dict[str, Any] = {
+            "KeyId": record["Arn"],
+            "KeyAgreementAlgorithm": "ECDH",
+            "KeyOrigin": "AWS_KMS",
+        }
+        if recipient is not None:
+            answer["CiphertextForRecipient"] = self._seal(recipient[1], secret)
+        else:
+            answer["SharedSecret"] = _b64(secret)
+        return answer
+
+    @staticmethod
+    def _agreement_key(record: Mapping[str, Any]) -> ec.EllipticCurvePrivateKey:
+        key = serialization.load_der_private_key(bytes.fromhex(record["Material"]), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):  # pragma: no cover - we wrote it
+            raise KmsFault("KMSInternalException", "corrupt key", 500)
+        return key
+
     _OPS: ClassVar[
         dict[str, Callable[[FakeKmsService, str, Mapping[str, Any]], dict[str, Any]]]
     ] = {
@@ -643,6 +738,8 @@ class FakeKmsService:
         "GenerateDataKey": generate_data_key,
         "GenerateDataKeyPair": generate_data_key_pair,
         "GenerateRandom": generate_random,
+        "GetPublicKey": get_public_key,
+        "DeriveSharedSecret": derive_shared_secret,
     }
 
 
