@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,14 @@ def test_tls_through_the_parent_proxy_and_an_impostor_fails(
             )
         )
         try:
-            url = f"https://localhost:{proxy.address.port}"
-            client = client_for(fake, recipient, attested_key, endpoint_url=url)
+            # Connect to the bridge, but TLS and SigV4 for kms.us-east-1.amazonaws.com.
+            client = client_for(
+                fake,
+                recipient,
+                attested_key,
+                endpoint_url=None,
+                connect_to=("127.0.0.1", proxy.address.port),
+            )
             plain = await asyncio.to_thread(
                 client.decrypt, blob["CiphertextBlob"], encryption_context=CTX
             )
@@ -166,6 +173,26 @@ def test_tls_through_the_parent_proxy_and_an_impostor_fails(
             client.decrypt(blob["CiphertextBlob"], encryption_context=CTX)
         assert info.value.details["code"] == "SSLError"
         assert impostor.service.requests == {}
+    # A certificate from a trusted CA but for another name: refused by the host-name check.
+    with FakeKms(tmp_path / "eu", region="eu-west-1") as elsewhere:
+        client = KmsClient(
+            recipient,
+            key_id=attested_key,
+            region="us-east-1",
+            ca_bundle=str(elsewhere.ca_path),
+            connect_to=elsewhere.address,
+            credentials=Credentials("AKIAANY", "any"),
+        )
+        with pytest.raises(KmsError, match=re.escape("'kms.us-east-1.amazonaws.com'")):
+            client.generate_random(8)
+        with pytest.raises(ConfigError):
+            KmsClient(
+                recipient,
+                key_id=attested_key,
+                region="us-east-1",
+                endpoint_url="https://x",
+                connect_to=("127.0.0.1", 1),
+            )
 
 
 def test_enclave_app_fetches_its_secret_at_start(

@@ -87,24 +87,27 @@ async def run_kms_story(
     for logger in quiet:
         # The development-mode audit is summarised by the main story already.
         logger.setLevel(max(logger.getEffectiveLevel(), logging.ERROR))
-    try:
-        return await _run(pki, workdir, report)
-    finally:
-        for logger, level in zip(quiet, levels, strict=True):
-            logger.setLevel(level)
-
-
-async def _run(pki: EmulatorPki, workdir: Path, report: Callable[[Step], None]) -> list[Step]:
-    import boto3
-
-    from nitroguard.kms import Credentials, KmsClient, Recipient, fetch_secrets
-    from nitroguard.kms._fake import FakeCredential, FakeKms
-
     steps: list[Step] = []
 
     def record(step: Step) -> None:
         steps.append(step)
         report(step)
+
+    try:
+        await _run(pki, workdir, record)
+    except Exception as exc:  # noqa: BLE001 - reported as a failed step
+        record(Step("KMS demo ran to completion", "no unexpected error", _describe(exc)))
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    return steps
+
+
+async def _run(pki: EmulatorPki, workdir: Path, record: Callable[[Step], None]) -> None:
+    import boto3
+
+    from nitroguard.kms import Credentials, KmsClient, Recipient, fetch_secrets
+    from nitroguard.kms._fake import FakeCredential, FakeKms
 
     creds = [
         FakeCredential("AKIADEMOENCLAVE", os.urandom(20).hex(), ENCLAVE_ROLE),
@@ -136,11 +139,12 @@ async def _run(pki: EmulatorPki, workdir: Path, report: Callable[[Step], None]) 
                 allow=Allowlist.parse([f"{host}:{port}"]),
             )
         )
-        endpoint = f"https://localhost:{proxy.address.port}"
+        # The enclave connects to its bridge (the proxy here) but checks TLS and signs for
+        # kms.<region>.amazonaws.com.
         client_args: dict[str, Any] = {
             "key_id": key_arn,
             "region": kms.region,
-            "endpoint_url": endpoint,
+            "connect_to": ("127.0.0.1", proxy.address.port),
             "ca_bundle": str(kms.ca_path),
             "credentials": enclave_creds,
         }
@@ -234,10 +238,7 @@ async def _run(pki: EmulatorPki, workdir: Path, report: Callable[[Step], None]) 
             try:
                 hijacked = KmsClient(
                     recipient,
-                    **{
-                        **client_args,
-                        "endpoint_url": f"https://localhost:{fake_proxy.address.port}",
-                    },
+                    **{**client_args, "connect_to": ("127.0.0.1", fake_proxy.address.port)},
                 )
                 await asyncio.to_thread(
                     hijacked.decrypt, blob["CiphertextBlob"], encryption_context=CONTEXT
@@ -253,4 +254,3 @@ async def _run(pki: EmulatorPki, workdir: Path, report: Callable[[Step], None]) 
             client.close()
         finally:
             await proxy.close()
-    return steps

@@ -82,6 +82,10 @@ class KmsClient:
         ca_bundle: the CA bundle baked into the image (default: the system store).
         credentials: explicit credentials; default botocore's chain (environment,
             IMDSv2 through the egress proxy, ...).
+        connect_to: ``(host, port)`` of the in-enclave bridge, when ``/etc/hosts`` cannot
+            point the KMS name at it: connections go there, while TLS still sends SNI
+            for, and verifies the certificate against, ``kms.<region>.amazonaws.com``,
+            and requests are signed for that host. Exclusive with `endpoint_url`.
         timeout: connect and read timeout in seconds.
         client: an already-built botocore KMS client (tests); the other connection
             arguments are then ignored.
@@ -97,6 +101,7 @@ class KmsClient:
         ca_bundle: str | None = None,
         credentials: Credentials | None = None,
         timeout: float = 10.0,
+        connect_to: tuple[str, int] | None = None,
         client: Any = None,
     ) -> None:
         if not isinstance(recipient, Recipient):
@@ -106,15 +111,21 @@ class KmsClient:
         self.recipient = recipient
         self.key_id = key_id
         self.region = region
-        self._connection = (endpoint_url, ca_bundle, timeout)
+        if connect_to is not None and endpoint_url is not None:
+            raise ConfigError("pass endpoint_url or connect_to, not both")
+        self._connection: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "ca_bundle": ca_bundle,
+            "timeout": timeout,
+            "connect_to": connect_to,
+        }
         if client is None:
-            client = _make_client(region, endpoint_url, ca_bundle, credentials, timeout)
+            client = _make_client(region, credentials, **self._connection)
         self._client = client
 
     def set_credentials(self, credentials: Credentials) -> None:
         """Use new credentials (e.g. pushed by the parent) for the next calls."""
-        endpoint_url, ca_bundle, timeout = self._connection
-        self._client = _make_client(self.region, endpoint_url, ca_bundle, credentials, timeout)
+        self._client = _make_client(self.region, credentials, **self._connection)
 
     def close(self) -> None:
         """Close the pooled HTTPS connections."""
@@ -284,10 +295,13 @@ class KmsClient:
 
 def _make_client(
     region: str,
+    credentials: Credentials | None,
+    /,
+    *,
     endpoint_url: str | None,
     ca_bundle: str | None,
-    credentials: Credentials | None,
     timeout: float,
+    connect_to: tuple[str, int] | None,
 ) -> Any:
     try:
         import botocore.session
@@ -299,14 +313,44 @@ def _make_client(
         session.set_credentials(
             credentials.access_key_id, credentials.secret_access_key, credentials.session_token
         )
-    return session.create_client(
+    name = f"kms.{region}.amazonaws.com"
+    if connect_to is not None:
+        host, port = connect_to
+        endpoint_url = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    config = Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"max_attempts": 1, "mode": "standard"},
+    )
+    client = session.create_client(
         "kms",
         region_name=region,
-        endpoint_url=endpoint_url or f"https://kms.{region}.amazonaws.com",
+        endpoint_url=endpoint_url or f"https://{name}",
         verify=ca_bundle if ca_bundle is not None else True,
-        config=Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"max_attempts": 1, "mode": "standard"},
-        ),
+        config=config,
     )
+    if connect_to is not None:
+        _pin_host(client, name, ca_bundle, timeout)
+    return client
+
+
+def _pin_host(client: Any, name: str, ca_bundle: str | None, timeout: float) -> None:
+    """Connect to the endpoint URL's address, but do TLS (SNI and certificate check) and
+    SigV4 (``Host``) for `name`. Uses botocore's http session class, with urllib3's
+    ``server_hostname``/``assert_hostname`` pool options."""
+    from botocore.httpsession import URLLib3Session
+
+    class _PinnedHostSession(URLLib3Session):  # type: ignore[misc]
+        def _get_pool_manager_kwargs(self, **extra: Any) -> dict[str, Any]:
+            kwargs: dict[str, Any] = super()._get_pool_manager_kwargs(**extra)
+            kwargs.update(server_hostname=name, assert_hostname=name)
+            return kwargs
+
+    client._endpoint.http_session = _PinnedHostSession(
+        verify=ca_bundle if ca_bundle is not None else True, timeout=(timeout, timeout)
+    )
+
+    def set_host(request: Any, **_: Any) -> None:
+        request.headers["Host"] = name
+
+    client.meta.events.register("before-sign.kms", set_host)
