@@ -391,3 +391,21 @@ def test_malformed_authorization_headers(tmp_path: Path) -> None:
         load_credentials(path)
     with pytest.raises(Exception, match="credentials"):
         load_credentials(tmp_path / "missing.json")
+
+
+def test_image_sha384_is_pcr0(boto: Any, nsm: EmulatedNsm) -> None:
+    policy = json.loads(attested_policy())
+    condition = policy["Statement"][1]["Condition"]["StringEqualsIgnoreCase"]
+    condition["kms:RecipientAttestation:ImageSha384"] = condition.pop(
+        "kms:RecipientAttestation:PCR0"
+    ).upper()
+    key = boto.create_key(Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
+    blob = boto.encrypt(KeyId=key, Plaintext=b"img", EncryptionContext=CTX)["CiphertextBlob"]
+    good = Recipient.generate(nsm, rng_check=lambda: None)
+    reply = boto.decrypt(CiphertextBlob=blob, EncryptionContext=CTX, Recipient=good.parameter())
+    assert good.open(reply["CiphertextForRecipient"]) == b"img"
+    other = Recipient.generate(
+        EmulatedNsm(nsm.pki, pcrs={0: bytes(range(48))}), rng_check=lambda: None
+    )
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        boto.decrypt(CiphertextBlob=blob, EncryptionContext=CTX, Recipient=other.parameter())

@@ -367,8 +367,10 @@ class FakeKmsService:
                 conditions[f"kms:EncryptionContext:{key}"] = value
             conditions["kms:EncryptionContextKeys"] = tuple(sorted(context))
         if attested is not None:
-            conditions["kms:RecipientAttestation:ImageSha384"] = attested.pcrs[0].hex()
+            # ImageSha384 is PCR0 (kms.md section 2); a verified document always has it.
             for index, value in attested.pcrs.items():
+                if index == 0:
+                    conditions["kms:RecipientAttestation:ImageSha384"] = value.hex()
                 conditions[f"kms:RecipientAttestation:PCR{index}"] = value.hex()
         policy = _policy.parse_policy(record["Policy"])
         decision = _policy.evaluate(
