@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,kms]'
 	touch $(STAMP)
 
 dev: $(STAMP)
@@ -49,7 +49,7 @@ reformat: $(STAMP)
 
 # Benchmarks need extra tools (evervault bindings from PyPI; faketime and socat from Debian).
 $(VENV)/.installed-bench: pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,kms,bench]'
 	@command -v faketime >/dev/null && command -v socat >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq faketime socat)
 	touch $@

@@ -49,3 +49,9 @@ def attestation_vectors(attestation_vectors_dir: Path) -> list[dict[str, Any]]:
 def eif_vectors_dir() -> Path:
     """`../shared/vectors/eif`, or skip/fail as described above."""
     return _require_shared("vectors/eif")
+
+
+@pytest.fixture(scope="session")
+def kms_vectors_dir() -> Path:
+    """`../shared/vectors/kms` (real CiphertextForRecipient replies), or skip/fail."""
+    return _require_shared("vectors/kms")

@@ -25,6 +25,8 @@ __all__ = [
     "EifError",
     "Error",
     "InsecureEnvironment",
+    "KmsError",
+    "KmsPolicyError",
     "LocalProtocolError",
     "NsmError",
     "PolicyError",
@@ -151,6 +153,24 @@ class Reason(enum.StrEnum):
     DUPLICATE_SECTION = "duplicate_section"
     NOT_SIGNED = "not_signed"
     SIGNATURE_PAYLOAD_MISMATCH = "signature_payload_mismatch"
+
+    # --- KMS (issue 11): envelope reader, KmsClient, fake KMS -------------------------
+    MALFORMED_ENVELOPE = "malformed_envelope"
+    MISSING_OAEP_PARAMETERS = "missing_oaep_parameters"
+    UNSUPPORTED_KEY_ENCRYPTION = "unsupported_key_encryption"
+    UNSUPPORTED_CONTENT_ENCRYPTION = "unsupported_content_encryption"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    PLAINTEXT_IN_REPLY = "plaintext_in_reply"
+    KEY_ID_MISMATCH = "key_id_mismatch"
+    MISSING_ENCRYPTION_CONTEXT = "missing_encryption_context"
+    KMS_REQUEST_FAILED = "kms_request_failed"
+
+    # --- KMS key policies (issue 12): parser, evaluator, linter, generator ---------------
+    MALFORMED_POLICY_JSON = "malformed_policy_json"
+    INVALID_KEY_POLICY = "invalid_key_policy"
+    UNKNOWN_EFFECT = "unknown_effect"
+    INVALID_POLICY_CONDITION = "invalid_policy_condition"
+    UNSUPPORTED_POLICY_ELEMENT = "unsupported_policy_element"
 
 
 class Error(Exception):
@@ -313,3 +333,22 @@ class EifError(Error):
     """A malformed or inconsistent EIF image."""
 
     default_reason = Reason.BAD_SECTION
+
+
+class KmsError(Error):
+    """A KMS envelope was refused, a KMS reply was unsafe, or a KMS call failed.
+
+    Envelope unwrap and padding failures all carry `decryption_failed` and one fixed
+    message, so that whoever relays the envelope learns nothing from which step failed.
+    """
+
+    default_reason = Reason.MALFORMED_ENVELOPE
+
+
+class KmsPolicyError(KmsError):
+    """A KMS key policy that KMS would refuse (or that nitroguard cannot evaluate).
+
+    `details["where"]` names the element, e.g. ``Statement[1].Condition``.
+    """
+
+    default_reason = Reason.INVALID_KEY_POLICY

@@ -29,6 +29,14 @@ EXPECTED_STEPS = [
     "attack: debug-mode enclave",
     "attack: redirect to another enclave image",
 ]
+# The KMS section (issue 11, nitroguard.app.kms_demo) runs after the channel story.
+KMS_STEPS = [
+    "vault fetches its master key from KMS",
+    "attack: parent swaps in a ciphertext under another key",
+    "attack: an enclave with other PCRs asks KMS for the master key",
+    "attack: a debug-mode enclave asks KMS for the master key",
+    "attack: the parent answers in KMS's place (to forge an envelope)",
+]
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +57,7 @@ def test_demo_json_passes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
     assert report["passed"] is True
-    assert [s["name"] for s in report["steps"]] == EXPECTED_STEPS
+    assert [s["name"] for s in report["steps"]] == EXPECTED_STEPS + KMS_STEPS
     for step in report["steps"]:
         assert set(step) == {"name", "expected", "observed", "passed"}
         assert step["passed"] is True
@@ -67,7 +75,8 @@ def test_demo_json_passes(tmp_path: Path) -> None:
 def test_demo_text_story(tmp_path: Path) -> None:
     proc = _run(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "13/13 expectations held" in proc.stdout
+    steps = len(EXPECTED_STEPS) + len(KMS_STEPS)
+    assert f"{steps}/{steps} expectations held" in proc.stdout
     assert "NOT an AWS root" in proc.stdout
     assert "[FAIL]" not in proc.stdout
 

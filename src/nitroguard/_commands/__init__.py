@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "audit": "audit",
     "eif": "eif",
     "scan": "scan",
+    "kms": "kms",
     "demo": "demo",
 }
 

@@ -236,6 +236,9 @@ def _run(args: argparse.Namespace) -> int:
             vectors=vectors,
         )
     )
+    steps += _kms_steps(
+        pki, (lambda step: None) if args.json else (lambda s: _print_step(next(counter), s))
+    )
     passed = bool(steps) and all(step.passed for step in steps)
     if args.json:
         emit_json({"passed": passed, "steps": [step.to_dict() for step in steps]})
@@ -249,3 +252,20 @@ def _run(args: argparse.Namespace) -> int:
             + "\n"
         )
     return 0 if passed else 1
+
+
+def _kms_steps(pki: Any, report: Any) -> list[Any]:
+    """The KMS section (issue 11): the vault's master key from the fake KMS, three attacks.
+
+    Skipped with a note when the ``nitroguard[kms]`` extra (botocore) is not installed.
+    """
+    import importlib.util
+    import tempfile
+
+    if importlib.util.find_spec("botocore") is None:  # pragma: no cover - dev installs it
+        sys.stdout.write("(nitroguard[kms] not installed: the KMS steps were skipped)\n")
+        return []
+    from nitroguard.app.kms_demo import run_kms_story
+
+    with tempfile.TemporaryDirectory(prefix="nitroguard-demo-kms-") as tmp:
+        return asyncio.run(run_kms_story(pki, Path(tmp), report))

@@ -439,6 +439,7 @@ class EnclaveApp:
         #: The app's own counters, served by the built-in ``metrics`` operation once
         #: `expose_metrics` opened it (issue 16). Fixed names, integer values only.
         self.counters: dict[str, int] = dict.fromkeys(METRIC_NAMES, 0)
+        self._start_hooks: list[Callable[[Any], Awaitable[None]]] = []
 
     def count(self, name: str, n: int = 1) -> None:
         """Add `n` to one of `METRIC_NAMES` (e.g. ``app.count("kms_calls")`` in an operation).
@@ -584,6 +585,7 @@ class EnclaveApp:
         identity = ServerIdentity.generate(os.urandom, service=self.name)
         trusted = self._trusted(config)
         self._log_access(trusted)
+        await self._run_start_hooks(nsm)
         # (4) Serve, logging every limit.
         limits = config.limits()
         for field in dataclasses.fields(limits):
@@ -654,6 +656,22 @@ class EnclaveApp:
             _fingerprint(identity.public_key),
         )
         return RunningApp(server, config, findings, budget)
+
+    def on_start(self, hook: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``await hook(nsm)`` in `start`, after the audit and the NSM seeding (so
+        keys made there come from a checked, seeded RNG) and before serving.
+
+        Fetching secrets from KMS at start-up is one line (``docs/kms.md``)::
+
+            app.on_start(kms.fetch_secrets(secrets, {"master": (blob, context)}, ...))
+
+        A hook that raises stops the start: the app never serves without its secrets.
+        """
+        self._start_hooks.append(hook)
+
+    async def _run_start_hooks(self, nsm: Any) -> None:
+        for hook in self._start_hooks:
+            await hook(nsm)
 
     def _trusted(self, config: AppConfig) -> TrustedKeys | None:
         keys: dict[str, bytes] = {}
