@@ -24,6 +24,7 @@ __all__ = [
     "DecryptionError",
     "EifError",
     "Error",
+    "ImageError",
     "InsecureEnvironment",
     "LocalProtocolError",
     "NsmError",
@@ -32,6 +33,7 @@ __all__ = [
     "ProtocolError",
     "Reason",
     "RemoteProtocolError",
+    "TarError",
     "TimeoutError_",
     "TransportError",
     "VerificationError",
@@ -147,6 +149,17 @@ class Reason(enum.StrEnum):
     DUPLICATE_SECTION = "duplicate_section"
     NOT_SIGNED = "not_signed"
     SIGNATURE_PAYLOAD_MISMATCH = "signature_payload_mismatch"
+
+    # --- EIF from a container image (tar, cpio, OCI; issue 13) ------------------------
+    MALFORMED_TAR = "malformed_tar"
+    UNSUPPORTED_ENTRY = "unsupported_entry"
+    UNSAFE_PATH = "unsafe_path"
+    INVALID_IMAGE_CONFIG = "invalid_image_config"
+    MALFORMED_IMAGE = "malformed_image"
+    PLATFORM_NOT_FOUND = "platform_not_found"
+    UNSUPPORTED_COMPRESSION = "unsupported_compression"
+    NOT_REPRODUCIBLE = "not_reproducible"
+    CPIO_FIELD_OVERFLOW = "cpio_field_overflow"
 
 
 class Error(Exception):
@@ -309,3 +322,16 @@ class EifError(Error):
     """A malformed or inconsistent EIF image."""
 
     default_reason = Reason.BAD_SECTION
+
+
+class ImageError(Error):
+    """A container image (docker export, image config, OCI layout) that cannot be
+    turned into nitro-cli's ramdisks."""
+
+    default_reason = Reason.MALFORMED_IMAGE
+
+
+class TarError(ImageError):
+    """A malformed, over-limit or unsupported tar stream."""
+
+    default_reason = Reason.MALFORMED_TAR
