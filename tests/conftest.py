@@ -49,3 +49,9 @@ def attestation_vectors(attestation_vectors_dir: Path) -> list[dict[str, Any]]:
 def eif_vectors_dir() -> Path:
     """`../shared/vectors/eif`, or skip/fail as described above."""
     return _require_shared("vectors/eif")
+
+
+@pytest.fixture(scope="session")
+def oci_eif_vectors_dir() -> Path:
+    """`../shared/vectors/oci-eif`, or skip/fail as described above."""
+    return _require_shared("vectors/oci-eif")
