@@ -123,7 +123,7 @@ def _build_in(
             str(blobs),
             "-o",
             str(out),
-        ],  # fmt: skip
+        ],
         cwd=cwd,
         env=env,
         capture_output=True,

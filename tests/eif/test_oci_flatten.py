@@ -166,10 +166,10 @@ def test_hard_links(tmp_path: Path) -> None:
         ],
     )
     by = {r[0]: r for r in result}
-    assert by["b"][1] == "0" and by["b"][5] == b"shared"
-    assert by["z"][1] == "1" and by["z"][4] == "b"
-    assert by["m"][1] == "0" and by["m"][5] == b"m"
-    assert by["n"][1] == "0" and by["n"][5] == b"replaced"
+    assert (by["b"][1], by["b"][5]) == ("0", b"shared")
+    assert (by["z"][1], by["z"][4]) == ("1", "b")
+    assert (by["m"][1], by["m"][5]) == ("0", b"m")
+    assert (by["n"][1], by["n"][5]) == ("0", b"replaced")
 
 
 def test_symlinked_etc_is_hidden_by_the_init_layer(tmp_path: Path) -> None:
@@ -283,7 +283,8 @@ def test_tar_layout_and_docker_save(tmp_path: Path) -> None:
             tf.addfile(info, io.BytesIO(raw))
     with open_oci(save) as (cfg, entries, _w):
         assert cfg.image_id == sha(config)[7:]
-        assert [c() for e, c in entries if e.name == b"g"] and cfg.launch == ("/x",)
+        assert [b"".join(c()) for e, c in entries if e.name == b"g"] == [b"2"]
+        assert cfg.launch == ("/x",)
 
 
 def test_corrupt_layouts(tmp_path: Path) -> None:
