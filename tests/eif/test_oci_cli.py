@@ -84,6 +84,11 @@ def test_build_from_docker_export(
     assert meta["BuildMetadata"]["KernelVersion"] == "4.14.256"
     # no temporary files are left behind
     assert sorted(p.name for p in out.parent.iterdir()) == ["app.eif", "app.eif.pcrs.json"]
+    # streamed straight into the EIF (no --ramdisk-dir): the very same bytes
+    streamed = tmp_path / "streamed.eif"
+    assert run("build", "--docker-export", export, "--image-config", config, "--blobs", blobs,
+               "-o", streamed).returncode == 0  # fmt: skip
+    assert streamed.read_bytes() == out.read_bytes()
 
     assert run("verify", out, "--expect", tmp_path / "out" / "app.eif.pcrs.json").returncode == 0
     bad = dict(pcrs, PCR2="00" * 48)

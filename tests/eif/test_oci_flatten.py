@@ -39,7 +39,8 @@ def flatten(
     root = oci_layout(
         tmp_path / "oci", [tar_bytes(layer) for layer in layers], config or CONFIG, **oci_kw
     )
-    with open_oci(root, **kw) as (_cfg, entries, _warnings):
+    with open_oci(root, **kw) as (_cfg, entries_of, _warnings):
+        entries = entries_of()
         return [
             (
                 e.name.decode(),
@@ -265,7 +266,8 @@ def test_tar_layout_and_docker_save(tmp_path: Path) -> None:
     archive = tmp_path / "oci.tar"
     with tarfile.open(archive, "w") as tf:
         tf.add(root, arcname=".")
-    with open_oci(archive) as (_c, entries, _w):
+    with open_oci(archive) as (_c, entries_of, _w):
+        entries = entries_of()
         assert b"f" in [e.name for e, _ in entries]
     # legacy docker save: manifest.json + <id>/layer.tar
     save = tmp_path / "save.tar"
@@ -281,7 +283,8 @@ def test_tar_layout_and_docker_save(tmp_path: Path) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(raw)
             tf.addfile(info, io.BytesIO(raw))
-    with open_oci(save) as (cfg, entries, _w):
+    with open_oci(save) as (cfg, entries_of, _w):
+        entries = entries_of()
         assert cfg.image_id == sha(config)[7:]
         assert [b"".join(c()) for e, c in entries if e.name == b"g"] == [b"2"]
         assert cfg.launch == ("/x",)

@@ -37,7 +37,10 @@ __all__ = [
     "ImageConfig",
     "Source",
     "atomic_output",
+    "coalesce",
+    "customer_ramdisk_size",
     "docker_export_entries",
+    "iter_customer_ramdisk",
     "parse_image_config",
     "write_bootstrap_ramdisk",
     "write_customer_ramdisk",
@@ -298,7 +301,7 @@ _CPIO_TYPES = {
 
 def _emit(
     writer: CpioWriter, entry: TarEntry, chunks: Callable[[], Iterator[bytes]], progress: Progress
-) -> None:
+) -> Iterator[bytes]:
     """linuxkit ``copyTarEntry`` (spec 3.3), after ImageTar's renaming."""
     name = entry.name
     shown = name.decode(errors="replace")
@@ -306,7 +309,7 @@ def _emit(
         # Hard links become relative symlinks (initrd.go typeconv), from the link's dir.
         rel = go_rel(go_dir(name), entry.linkname)
         target = rel if rel is not None else b"/" + entry.linkname
-        writer.write_entry(
+        yield from writer.entry(
             name,
             ftype=TYPE_SYMLINK,
             mode=entry.mode,
@@ -343,7 +346,7 @@ def _emit(
             "write a corrupt cpio header)",
             Reason.UNSUPPORTED_ENTRY,
         )
-    writer.write_entry(
+    yield from writer.entry(
         name,
         ftype=ftype,
         mode=entry.mode,
@@ -367,34 +370,33 @@ def _const(data: bytes) -> Callable[[], Iterator[bytes]]:
     return lambda: iter((data,))
 
 
-def write_customer_ramdisk(
-    out: BinaryIO,
+def iter_customer_ramdisk(
+    w: CpioWriter,
     source: Source,
     config: ImageConfig,
     *,
     progress: Progress | None = None,
-) -> int:
+) -> Iterator[bytes]:
     """nitro-cli's ramdisk 1 (spec 3.5): ``rootfs``, the filtered image entries under
     ``rootfs/``, missing ``touch`` entries, the fixed directories, ``cmd`` and ``env``.
 
     Args:
-        out: where the cpio archive is written (sequentially).
+        w: the cpio writer (its offset is the archive size once exhausted).
         source: the image's entries in ``docker export`` order (see
             `docker_export_entries` and `nitroguard.eif._oci`).
         config: the image config (``cmd``/``env``).
         progress: called with the number of file-data bytes copied, as they are.
 
-    Returns:
-        The archive size.
+    Yields:
+        The archive's bytes, in order (file data streamed, never buffered whole).
 
     Raises:
         ImageError: an entry linuxkit cannot convert, or a value that does not fit.
     """
     report: Progress = progress or (lambda _n: None)
     cmd, env = lines_file(config.launch), lines_file(config.env)
-    w = CpioWriter(out)
     d = DEFAULT_MTIME
-    w.write_entry(b"rootfs", ftype=TYPE_DIR, mode=0o755, mtime=d)  # A: tarPrefix
+    yield from w.entry(b"rootfs", ftype=TYPE_DIR, mode=0o755, mtime=d)  # A: tarPrefix
     seen: set[bytes] = set()
     for entry, chunks in source:  # B
         name = entry.name
@@ -410,7 +412,7 @@ def write_customer_ramdisk(
             replaced = dataclasses.replace(
                 entry, name=PREFIX + name, mtime=d, size=len(HOSTS), pax={}
             )
-            _emit(w, replaced, _const(HOSTS), report)
+            yield from _emit(w, replaced, _const(HOSTS), report)
             continue
         if name == b"etc/resolv.conf":
             seen.add(name)
@@ -423,7 +425,7 @@ def write_customer_ramdisk(
                 mtime=d,
                 pax={},
             )
-            _emit(w, replaced, _const(b""), report)
+            yield from _emit(w, replaced, _const(b""), report)
             continue
         mtime = entry.mtime
         if name in TOUCH:
@@ -431,19 +433,61 @@ def write_customer_ramdisk(
             seen.add(name)
         linkname = PREFIX + entry.linkname if entry.typeflag == b"1" else entry.linkname
         renamed = dataclasses.replace(entry, name=PREFIX + name, linkname=linkname, mtime=mtime)
-        _emit(w, renamed, chunks, report)
+        yield from _emit(w, renamed, chunks, report)
     for key in sorted(TOUCH):  # C
         if key in seen:
             continue
         ftype, mode, payload = TOUCH[key]
         name = PREFIX + key.rstrip(b"/")
-        w.write_entry(name, ftype=ftype, mode=mode, mtime=d, size=len(payload), data=(payload,))
-    w.write_entry(b"rootfs", ftype=TYPE_DIR, mode=0o755, mtime=d)  # D: files section
+        yield from w.entry(
+            name, ftype=ftype, mode=mode, mtime=d, size=len(payload), data=(payload,)
+        )
+    yield from w.entry(b"rootfs", ftype=TYPE_DIR, mode=0o755, mtime=d)  # D: files section
     for sub in FIXED_DIRS:
-        w.write_entry(PREFIX + sub, ftype=TYPE_DIR, mode=0o755, mtime=d)
+        yield from w.entry(PREFIX + sub, ftype=TYPE_DIR, mode=0o755, mtime=d)
     for name, payload in ((b"cmd", cmd), (b"env", env)):
-        w.write_entry(name, ftype=TYPE_REG, mode=0o644, mtime=d, size=len(payload), data=(payload,))
-    return w.close()
+        yield from w.entry(
+            name, ftype=TYPE_REG, mode=0o644, mtime=d, size=len(payload), data=(payload,)
+        )
+    yield from w.trailer()
+
+
+def write_customer_ramdisk(
+    out: BinaryIO, source: Source, config: ImageConfig, *, progress: Progress | None = None
+) -> int:
+    """Write nitro-cli's customer ramdisk to `out` (see `iter_customer_ramdisk`);
+    return its size."""
+    w = CpioWriter(out)
+    for chunk in iter_customer_ramdisk(w, source, config, progress=progress):
+        out.write(chunk)
+    return w.offset
+
+
+def customer_ramdisk_size(source: Source, config: ImageConfig) -> int:
+    """The customer ramdisk's size, from the entry headers only (no data is read)."""
+    w = CpioWriter(None, count_only=True)
+    for _chunk in iter_customer_ramdisk(w, source, config):
+        pass
+    return w.offset
+
+
+def coalesce(chunks: Iterable[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """Join small pieces (headers, names) into blocks of about `size` bytes; large
+    pieces pass through without a copy."""
+    buf = bytearray()
+    for chunk in chunks:
+        if len(chunk) >= size:
+            if buf:
+                yield bytes(buf)
+                buf.clear()
+            yield chunk
+            continue
+        buf += chunk
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
 
 
 # --- docker export input -------------------------------------------------------------
@@ -470,9 +514,11 @@ def open_tar_stream(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         yield fh
 
 
-def docker_export_entries(stream: BinaryIO) -> Source:
-    """The entries of a ``docker export`` tar stream, in stream order, data streamed."""
-    reader = TarReader(stream)
+def docker_export_entries(stream: BinaryIO, *, skip_data: bool = False) -> Source:
+    """The entries of a ``docker export`` tar stream, in stream order, data streamed.
+
+    With `skip_data`, file data is seeked over (for a size-only pass)."""
+    reader = TarReader(stream, skip_data=skip_data)
     for entry in reader:
         yield entry, reader.read_chunks
 

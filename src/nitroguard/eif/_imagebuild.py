@@ -19,18 +19,29 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from nitroguard.errors import ConfigError, Error, ImageError, Reason
+from nitroguard.hazmat._cpio import CpioWriter
 
 from ._image import (
     ImageConfig,
     Source,
     atomic_output,
+    coalesce,
+    customer_ramdisk_size,
     docker_export_entries,
+    iter_customer_ramdisk,
     open_tar_stream,
     parse_image_config,
     write_bootstrap_ramdisk,
     write_customer_ramdisk,
 )
-from ._writer import EPOCH_BUILD_TIME, BuildResult, Signer, build_eif, default_metadata
+from ._writer import (
+    EPOCH_BUILD_TIME,
+    BuildResult,
+    Signer,
+    StreamedInput,
+    build_eif,
+    default_metadata,
+)
 
 __all__ = [
     "ImageBuildResult",
@@ -141,10 +152,16 @@ def build_time_from_epoch(value: str | None) -> str:
 @contextlib.contextmanager
 def _docker_export(
     export: Path, config_path: Path
-) -> Iterator[tuple[ImageConfig, Source, list[str]]]:
+) -> Iterator[tuple[ImageConfig, Callable[..., Source], list[str]]]:
     config = parse_image_config(_read_small(config_path, "image config", MAX_CONFIG))
-    with open_tar_stream(export) as stream:
-        yield config, docker_export_entries(stream), []
+    with open_tar_stream(export):
+        pass  # fail early on an unreadable export
+
+    def entries(skip_data: bool = False) -> Source:
+        with open_tar_stream(export) as stream:
+            yield from docker_export_entries(stream, skip_data=skip_data)
+
+    yield config, entries, []
 
 
 def build_eif_from_image(
@@ -222,8 +239,23 @@ def build_eif_from_image(
             boot_path, cust_path = work / "bootstrap-initrd.img", work / "customer-initrd.img"
             with atomic_output(boot_path) as fh:
                 boot_size = write_bootstrap_ramdisk(fh, blob.init, blob.nsm_ko)
-            with atomic_output(cust_path) as fh:
-                cust_size = write_customer_ramdisk(fh, entries, config, progress=progress)
+            customer: Path | StreamedInput
+            if ramdisk_dir is not None:
+                with atomic_output(cust_path) as fh:
+                    cust_size = write_customer_ramdisk(fh, entries(), config, progress=progress)
+                customer = cust_path
+            else:
+                # Stream the customer ramdisk straight into the EIF: a headers-only pass
+                # gives its size, the second pass copies the data once (bench/eif_build.py).
+                cust_size = customer_ramdisk_size(entries(skip_data=True), config)
+                customer = StreamedInput(
+                    cust_size,
+                    lambda: coalesce(
+                        iter_customer_ramdisk(
+                            CpioWriter(None), entries(), config, progress=progress
+                        )
+                    ),
+                )
             if metadata is None:
                 metadata = default_metadata(
                     image_name=image_name or "image",
@@ -236,7 +268,7 @@ def build_eif_from_image(
                 output,
                 kernel=blob.kernel,
                 cmdline=blob.cmdline,
-                ramdisks=[boot_path, cust_path],
+                ramdisks=[boot_path, customer],
                 metadata=metadata,
                 signer=signer,
                 arch=eif_arch,

@@ -596,8 +596,9 @@ def _manifest(blobs: _Blobs, platform: str | None) -> tuple[bytes, str, list[str
 @contextlib.contextmanager
 def open_oci(
     path: Path, *, platform: str | None = None, allow_unreproducible: bool = False
-) -> Iterator[tuple[ImageConfig, Source, list[str]]]:
-    """Flatten an OCI image like dockerd and yield (config, export entries, warnings).
+) -> Iterator[tuple[ImageConfig, Callable[..., Source], list[str]]]:
+    """Flatten an OCI image like dockerd and yield (config, entries, warnings), where
+    ``entries()`` walks the result like ``docker export`` (callable more than once).
 
     Raises:
         ImageError: malformed layout, missing platform, unsupported compression, a
@@ -625,6 +626,10 @@ def open_oci(
         _init_layer(tree)
         if config.working_dir:
             _working_dir(tree, config.working_dir, allow_unreproducible, warnings)
-        yield config, _walk(tree), warnings
+
+        def entries(skip_data: bool = False) -> Source:
+            return _walk(tree)
+
+        yield config, entries, warnings
     finally:
         shutil.rmtree(spool, ignore_errors=True)

@@ -14,8 +14,8 @@ the archive as gocpio writes it (spec 3.8), so they are refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
 from nitroguard.errors import ImageError, Reason
 
@@ -48,22 +48,26 @@ class CpioWriter:
         out: a binary stream, written sequentially.
     """
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO | None, *, count_only: bool = False) -> None:
         self._out = out
         self._inode = FIRST_INODE
         self.offset = 0
         self.entries = 0
+        #: Only compute the archive size: data iterators are never consumed.
+        self.count_only = count_only
 
-    def _write(self, data: bytes) -> None:
-        self._out.write(data)
-        self.offset += len(data)
-
-    def _pad(self, multiple: int) -> None:
+    def _pad(self, multiple: int) -> bytes:
         pad = -self.offset % multiple
-        if pad:
-            self._write(b"\x00" * pad)
+        self.offset += pad
+        return b"\x00" * pad
 
-    def write_entry(
+    def write_entry(self, name: bytes, **fields: Any) -> None:
+        """Write one entry to the output stream (see `entry` for the arguments)."""
+        assert self._out is not None  # noqa: S101 - constructor contract
+        for chunk in self.entry(name, **fields):
+            self._out.write(chunk)
+
+    def entry(
         self,
         name: bytes,
         *,
@@ -76,8 +80,9 @@ class CpioWriter:
         data: Iterable[bytes] = (),
         rdevmajor: int = 0,
         rdevminor: int = 0,
-    ) -> None:
-        """Write one entry: header, name, then exactly `size` bytes from `data`.
+    ) -> Iterator[bytes]:
+        """Yield one entry's bytes: header, name, then exactly `size` bytes from `data`
+        (pulled lazily, so a caller streaming the archive never buffers a file).
 
         Raises:
             ImageError: `cpio_field_overflow` when a number does not fit 8 hex digits
@@ -108,18 +113,22 @@ class CpioWriter:
                     "header (linuxkit would write a corrupt archive)",
                     Reason.CPIO_FIELD_OVERFLOW,
                 )
-        self._pad(4)
         header = b"070701" + b"".join(b"%08x" % value for _what, value in fields)
-        self._write(header + name + b"\x00")
-        self._pad(4)
+        lead = self._pad(4)
+        self.offset += len(header) + len(name) + 1
+        yield lead + header + name + b"\x00" + self._pad(4)
         self._inode += 1
         self.entries += 1
+        if self.count_only:
+            self.offset += size
+            return
         written = 0
         for chunk in data:
             written += len(chunk)
             if written > size:
                 break
-            self._write(chunk)
+            self.offset += len(chunk)
+            yield chunk
         if written != size:
             raise ImageError(
                 f"{name.decode(errors='replace')}: expected {size} bytes of data, got "
@@ -127,8 +136,14 @@ class CpioWriter:
                 Reason.MALFORMED_TAR,
             )
 
+    def trailer(self) -> Iterator[bytes]:
+        """Yield the trailer and the 512-byte padding of the whole archive."""
+        yield from self.entry(b"TRAILER!!!", ftype=0, mode=0)
+        yield self._pad(512)
+
     def close(self) -> int:
-        """Write the trailer and the 512-byte padding; return the archive size."""
-        self.write_entry(b"TRAILER!!!", ftype=0, mode=0)
-        self._pad(512)
+        """Write the trailer and the padding; return the archive size."""
+        assert self._out is not None  # noqa: S101 - constructor contract
+        for chunk in self.trailer():
+            self._out.write(chunk)
         return self.offset

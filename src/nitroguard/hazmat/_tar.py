@@ -164,8 +164,10 @@ class TarReader:
         max_name: the longest name or link target accepted.
     """
 
-    def __init__(self, stream: BinaryIO, *, max_name: int = 65536) -> None:
+    def __init__(self, stream: BinaryIO, *, max_name: int = 65536, skip_data: bool = False) -> None:
         self._s = stream
+        # Seek over file data instead of reading it (a size-only pass over a file).
+        self._seek = skip_data
         self._remaining = 0
         self._pad = 0
         self._max_name = max_name
@@ -191,6 +193,14 @@ class TarReader:
         return b"".join(chunks)
 
     def _skip_rest(self) -> None:
+        if self._seek and self._remaining + self._pad:
+            try:
+                self._s.seek(self._remaining + self._pad, 1)
+            except (OSError, ValueError) as exc:
+                raise TarError(f"cannot seek the tar stream: {exc}", Reason.MALFORMED_TAR) from exc
+            self.offset += self._remaining + self._pad
+            self._remaining = self._pad = 0
+            return
         while self._remaining:
             self._read_exact(min(self._remaining, _CHUNK), "file data")
             self._remaining -= min(self._remaining, _CHUNK)
