@@ -307,3 +307,22 @@ def test_corrupt_layouts(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as err, open_oci(tmp_path / "empty"):
         pass
     assert err.value.reason is Reason.MALFORMED_IMAGE
+
+
+def test_parent_replaced_within_a_layer(tmp_path: Path) -> None:
+    """Fuzz regression: a directory declared, replaced by a file, then re-declared."""
+    layer = [
+        T("a/", tarfile.DIRTYPE),
+        T("a/b/", tarfile.DIRTYPE),
+        T("a", data=b"file"),
+        T("a/", tarfile.DIRTYPE),
+        T("a/b/c", data=b"c"),
+    ]
+    with pytest.raises(ImageError) as err:
+        flatten(tmp_path / "1", [layer])
+    assert err.value.reason is Reason.NOT_REPRODUCIBLE
+    assert names(flatten(tmp_path / "2", [layer], allow_unreproducible=True)) == [
+        "a/",
+        "a/b/",
+        "a/b/c",
+    ]

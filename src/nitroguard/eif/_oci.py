@@ -265,7 +265,9 @@ def _apply_layer(
             assert node.children is not None  # noqa: S101 - parents are directories
             sub = b"/".join(parts[: i + 1])
             child = node.children.get(part)
-            if sub not in declared and sub not in implied:
+            if child is None or (sub not in declared and sub not in implied):
+                # (a name declared earlier in this layer may have been replaced since)
+                declared.discard(sub)
                 if child is not None and child.layer == layer and child.children is None:
                     raise ImageError(
                         f"{path.decode(errors='replace')}: a parent is a non-directory of "

@@ -30,7 +30,7 @@ __all__ = ["TarEntry", "TarReader"]
 BLOCK = 512
 #: Go's ``maxSpecialFileSize``: bound on PAX headers and GNU long names.
 MAX_SPECIAL = 1 << 20
-_CHUNK = 1 << 20
+_CHUNK = 4 << 20
 
 TYPE_REG = b"0"
 TYPE_LINK = b"1"
