@@ -326,3 +326,40 @@ def test_parent_replaced_within_a_layer(tmp_path: Path) -> None:
         "a/b/",
         "a/b/c",
     ]
+
+
+def test_nested_index(tmp_path: Path) -> None:
+    """index.json -> image index blob -> per-platform manifests (buildx / skopeo style)."""
+    root = oci_layout(
+        tmp_path / "oci", [tar_bytes([T("f")])], CONFIG, platforms=["linux/amd64", "linux/arm64"]
+    )
+    inner = (root / "index.json").read_bytes()
+    (root / "blobs" / "sha256" / sha(inner)[7:]).write_bytes(inner)
+    outer = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": sha(inner),
+                "size": len(inner),
+            }
+        ],
+    }
+    (root / "index.json").write_text(json.dumps(outer))
+    with open_oci(root, platform="linux/arm64") as (cfg, _e, _w):
+        assert cfg.architecture == "arm64"
+    with pytest.raises(ImageError) as err, open_oci(root):
+        pass
+    assert err.value.reason is Reason.PLATFORM_NOT_FOUND
+
+
+def test_single_manifest_platform_mismatch(tmp_path: Path) -> None:
+    root = oci_layout(tmp_path / "oci", [tar_bytes([T("f")])], CONFIG)
+    index = json.loads((root / "index.json").read_text())
+    del index["manifests"][0]["platform"]
+    (root / "index.json").write_text(json.dumps(index))
+    with open_oci(root, platform="linux/amd64") as (cfg, _e, _w):
+        assert cfg.eif_arch == "x86_64"
+    with pytest.raises(ImageError) as err, open_oci(root, platform="linux/arm64"):
+        pass
+    assert err.value.reason is Reason.PLATFORM_NOT_FOUND

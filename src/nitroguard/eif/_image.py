@@ -539,6 +539,10 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         raise Error(f"cannot write {path}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
     tmp = Path(tmp_name)
     try:
+        # mkstemp makes 0600 files; give the output the mode any new file would get.
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()

@@ -530,7 +530,11 @@ def _select(blobs: _Blobs, index: Any, platform: str | None, depth: int = 0) -> 
     candidates = [
         m for m in manifests if isinstance(m, dict) and _platform_of(m) not in ("unknown/unknown",)
     ]
-    if platform is not None:
+    if len(candidates) == 1 and (platform is None or _platform_of(candidates[0]) == "?"):
+        # A single descriptor without a platform (often the top of an OCI layout that
+        # points at the real index) is followed whatever --platform says.
+        matched = candidates
+    elif platform is not None:
         want = platform.strip("/")
         matched = [
             m
@@ -610,6 +614,14 @@ def open_oci(
     blobs = _Blobs(path)
     config_bytes, digest, layers = _manifest(blobs, platform)
     config = parse_image_config(config_bytes, image_id=digest.removeprefix("sha256:"))
+    if platform is not None:
+        have = f"{config.os}/{config.architecture}"
+        want = platform.strip("/")
+        if not (want == have or want.startswith(have + "/") or have.startswith(want + "/")):
+            raise ImageError(
+                f"platform {platform} requested, but the image is {have}",
+                Reason.PLATFORM_NOT_FOUND,
+            )
     warnings: list[str] = []
     spool = Path(tempfile.mkdtemp(prefix="nitroguard-oci-"))
     try:
