@@ -231,3 +231,35 @@ def test_tar_reader_io_error() -> None:
     with pytest.raises(Error) as err:
         list(TarReader(_Broken()))  # type: ignore[arg-type]
     assert err.value.reason is Reason.UNREADABLE_INPUT
+
+
+def test_export_from_pipe_and_gzip(tmp_path: Path, blobs: Path) -> None:
+    import gzip
+    import os
+    import threading
+
+    stream = tar_bytes([T("app", data=b"y" * 3000), T("etc/", tarfile.DIRTYPE)])
+    cfg = tmp_path / "c.json"
+    cfg.write_bytes(inspect_json(cmd=["/app"]))
+    plain = tmp_path / "e.tar"
+    plain.write_bytes(stream)
+    gz = tmp_path / "e.tar.gz"
+    gz.write_bytes(gzip.compress(stream))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("wb") as fh:
+            fh.write(stream)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    results = [
+        build_eif_from_image(
+            tmp_path / f"{i}.eif", blobs=blobs, docker_export=src, image_config=cfg
+        )
+        for i, src in enumerate((plain, gz, fifo))
+    ]
+    writer.join(timeout=10)
+    assert len({r.eif.measurements for r in results}) == 1
+    assert (tmp_path / "0.eif").read_bytes() == (tmp_path / "2.eif").read_bytes()

@@ -505,12 +505,11 @@ def open_tar_stream(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise Error(f"cannot read {path}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
     with fh:
-        if fh.read(2) == b"\x1f\x8b":
-            fh.seek(0)
+        # peek, not seek: the export may be a pipe (`<(docker export ...)`)
+        if fh.peek(2)[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
                 yield gz  # type: ignore[misc]
             return
-        fh.seek(0)
         yield fh
 
 

@@ -154,8 +154,8 @@ def _docker_export(
     export: Path, config_path: Path
 ) -> Iterator[tuple[ImageConfig, Callable[..., Source], list[str]]]:
     config = parse_image_config(_read_small(config_path, "image config", MAX_CONFIG))
-    with open_tar_stream(export):
-        pass  # fail early on an unreadable export
+    if not export.exists():
+        raise Error(f"cannot read {export}: no such file", Reason.UNREADABLE_INPUT)
 
     def entries(skip_data: bool = False) -> Source:
         with open_tar_stream(export) as stream:
@@ -240,7 +240,8 @@ def build_eif_from_image(
             with atomic_output(boot_path) as fh:
                 boot_size = write_bootstrap_ramdisk(fh, blob.init, blob.nsm_ko)
             customer: Path | StreamedInput
-            if ramdisk_dir is not None:
+            # A pipe cannot be read twice: write the ramdisk to a file first then.
+            if ramdisk_dir is not None or (docker_export and not docker_export.is_file()):
                 with atomic_output(cust_path) as fh:
                     cust_size = write_customer_ramdisk(fh, entries(), config, progress=progress)
                 customer = cust_path
