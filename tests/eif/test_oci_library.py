@@ -263,3 +263,18 @@ def test_export_from_pipe_and_gzip(tmp_path: Path, blobs: Path) -> None:
     writer.join(timeout=10)
     assert len({r.eif.measurements for r in results}) == 1
     assert (tmp_path / "0.eif").read_bytes() == (tmp_path / "2.eif").read_bytes()
+
+
+def test_tar_reader_magic_variants() -> None:
+    """Go: the ustar magic with any version is USTAR; a 'tar\\0' trailer means STAR
+    (131-byte prefix); GNU headers have no prefix."""
+    end = bytes(1024)
+    odd_version = _raw_header(name=b"f", prefix=b"p", magic=b"ustar\x00xx")
+    assert _entries(bytes(odd_version) + end)[0][0] == b"p/f"
+    star = _raw_header(name=b"f", prefix=b"q" * 140)
+    star[508:512] = b"tar\x00"
+    star[148:156] = b" " * 8
+    star[148:155] = b"%06o\x00" % sum(star)
+    assert _entries(bytes(star) + end)[0][0] == b"q" * 131 + b"/f"
+    gnu = _raw_header(name=b"f", prefix=b"p", magic=b"ustar  \x00")
+    assert _entries(bytes(gnu) + end)[0][0] == b"f"

@@ -262,9 +262,11 @@ class TarReader:
             if stored not in (unsigned, signed):
                 raise TarError("tar header checksum mismatch", Reason.MALFORMED_TAR)
             typeflag = block[156:157]
-            magic = block[257:265]
-            gnu = magic == b"ustar  \x00"
-            ustar = magic == b"ustar\x0000"
+            # Go's getFormat: the ustar magic alone (any version) means USTAR/PAX, or
+            # STAR when the block ends in "tar\0"; "ustar " + " \0" means GNU.
+            gnu = block[257:265] == b"ustar  \x00"
+            ustar = block[257:263] == b"ustar\x00"
+            star = ustar and block[508:512] == b"tar\x00"
             size = _octal(block[124:136], "size")
             if size < 0:
                 raise TarError("negative size", Reason.MALFORMED_TAR)
@@ -282,7 +284,7 @@ class TarReader:
                 raise TarError("PAX global headers are not supported", Reason.UNSUPPORTED_ENTRY)
             name = _cstr(block[0:100])
             if ustar:
-                prefix = _cstr(block[345:500])
+                prefix = _cstr(block[345:476] if star else block[345:500])
                 if prefix:
                     name = prefix + b"/" + name
             entry = TarEntry(
