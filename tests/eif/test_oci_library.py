@@ -191,13 +191,13 @@ def test_tar_reader_edge_cases() -> None:
     # PAX records: fractional negative mtime floors, uid, bad records rejected
     for records, expected in (
         (b"14 mtime=-1.5\n", -2),
-        (b"15 mtime=17.25\n\x00\x00", 17),
+        (b"15 mtime=17.25\n", 17),
     ):
         x = _raw_header(name=b"pax", type=b"x", size=b"%011o\x00" % len(records))
         blob = bytes(x) + records + bytes(-len(records) % 512) + bytes(_raw_header(name=b"f"))
         assert _entries(blob + end)[0][3] == expected
-    for bad in (b"5 a=b\n", b"x", b"9 mtime=z\n", b"11 uid=abc\n", b"30 GNU.sparse.major=1\n",
-                b"8 =abc\n"):  # fmt: skip
+    for bad in (b"14 mtime=17.2\n\x00", b"5 a=b\n", b"x", b"9 mtime=z\n", b"11 uid=abc\n",
+                b"30 GNU.sparse.major=1\n", b"8 =abc\n"):  # fmt: skip
         x = _raw_header(name=b"pax", type=b"x", size=b"%011o\x00" % len(bad))
         blob = bytes(x) + bad + bytes(-len(bad) % 512) + bytes(_raw_header(name=b"f"))
         with pytest.raises(TarError):

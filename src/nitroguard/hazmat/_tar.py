@@ -101,15 +101,11 @@ def _cstr(field: bytes) -> bytes:
 
 
 def _parse_pax(data: bytes) -> dict[bytes, bytes]:
-    """PAX records ``"%d %s=%s\\n"`` (POSIX pax format), strictly."""
+    """PAX records ``"%d %s=%s\\n"`` (POSIX pax format), strictly: like Go, anything
+    that is not a whole record (trailing NULs included) is an error."""
     out: dict[bytes, bytes] = {}
     pos = 0
     while pos < len(data):
-        if data[pos] == 0:
-            # Trailing NUL padding after the last record is tolerated, like Go.
-            if data[pos:].strip(b"\x00"):
-                raise TarError("garbage after PAX records", Reason.MALFORMED_TAR)
-            break
         sp = data.find(b" ", pos, pos + 21)
         if sp <= pos:
             raise TarError("malformed PAX record length", Reason.MALFORMED_TAR)
@@ -131,7 +127,7 @@ def _parse_pax(data: bytes) -> dict[bytes, bytes]:
 def _pax_int(value: bytes, what: str) -> int:
     try:
         text = value.decode("ascii")
-        if not text or not text.lstrip("-").isdigit():
+        if not text or not text.lstrip("+-").isdigit():
             raise ValueError
         return int(text, 10)
     except (UnicodeDecodeError, ValueError):
