@@ -183,6 +183,7 @@ def test_build_from_oci(tmp_path: Path, blobs: Path) -> None:
                "--progress")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "warning" in proc.stderr
+    assert "customer ramdisk: 0.0 MiB of file data" in proc.stderr
 
 
 def test_usage_errors(tmp_path: Path, blobs: Path, image: tuple[Path, Path]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -514,19 +513,22 @@ def _add_image_arguments(build: argparse.ArgumentParser) -> None:
     )
 
 
-def _progress_printer(enabled: bool) -> Callable[[int], None] | None:
-    if not enabled:
-        return None
-    state = {"done": 0, "shown": 0}
+class _Progress:
+    """Bytes of file data copied into the customer ramdisk, reported on stderr."""
 
-    def report(n: int) -> None:
-        state["done"] += n
-        if state["done"] - state["shown"] >= 64 << 20:
-            state["shown"] = state["done"]
-            sys.stderr.write(f"\rcustomer ramdisk: {state['done'] >> 20} MiB of file data")
+    def __init__(self) -> None:
+        self.done = 0
+        self._shown = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.done - self._shown >= 64 << 20:
+            self._shown = self.done
+            sys.stderr.write(f"\rcustomer ramdisk: {self.done >> 20} MiB of file data")
             sys.stderr.flush()
 
-    return report
+    def finish(self) -> None:
+        sys.stderr.write(f"\rcustomer ramdisk: {self.done / (1 << 20):.1f} MiB of file data\n")
 
 
 def _build_image(args: argparse.Namespace) -> int:
@@ -544,6 +546,7 @@ def _build_image(args: argparse.Namespace) -> int:
     cmdline = _text_or_file(args.cmdline, "cmdline") if args.cmdline is not None else None
     metadata = _text_or_file(args.metadata, "metadata") if args.metadata is not None else None
     show = args.progress or sys.stderr.isatty()
+    progress = _Progress() if show else None
     # The environment is read here, at the boundary (reproducible-builds.org convention).
     build_time = build_time_from_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     if args.build_time is not None:
@@ -565,14 +568,14 @@ def _build_image(args: argparse.Namespace) -> int:
             metadata=metadata,
             image_name=args.image_name,
             build_time=build_time,
-            progress=_progress_printer(show),
+            progress=progress,
         )
     except Error as exc:
-        if show:
+        if progress is not None:
             sys.stderr.write("\n")
         return _fail_json(exc, args.json)
-    if show:
-        sys.stderr.write("\n")
+    if progress is not None:
+        progress.finish()
     for warning in result.warnings:
         sys.stderr.write(f"nitroguard: warning: {warning}\n")
     if args.json:
