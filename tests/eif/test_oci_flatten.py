@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -266,6 +267,11 @@ def test_tar_layout_and_docker_save(tmp_path: Path) -> None:
     archive = tmp_path / "oci.tar"
     with tarfile.open(archive, "w") as tf:
         tf.add(root, arcname=".")
+    packed = tmp_path / "oci.tar.gz"
+    packed.write_bytes(gzip.compress(archive.read_bytes()))
+    with pytest.raises(ImageError) as err:
+        open_oci(packed).__enter__()
+    assert err.value.reason is Reason.UNSUPPORTED_COMPRESSION
     with open_oci(archive) as (_c, entries_of, _w):
         entries = entries_of()
         assert b"f" in [e.name for e, _ in entries]

@@ -61,6 +61,13 @@ class _Blobs:
             self.members = {}
             try:
                 with root.open("rb") as fh:
+                    if fh.read(2) == b"\x1f\x8b":
+                        raise ImageError(
+                            f"{root} is compressed; decompress it first (blobs are read "
+                            "by offset, which needs a plain tar)",
+                            Reason.UNSUPPORTED_COMPRESSION,
+                        )
+                    fh.seek(0)
                     reader = TarReader(fh)
                     for entry in reader:
                         if entry.typeflag == b"0":
