@@ -6,6 +6,11 @@
 - ``nitroguard eif pcr FILE [--json]``: only the PCRs.
 - ``nitroguard eif build --kernel K --cmdline TEXT|@FILE --ramdisk R... -o OUT``:
   a deterministic (and atomic) build, optionally signed.
+- ``nitroguard eif build (--docker-export TAR --image-config FILE | --oci PATH) --blobs DIR
+  -o OUT``: what ``nitro-cli build-enclave`` does, without Docker (same PCRs); also
+  writes ``OUT.pcrs.json``.
+- ``nitroguard eif verify IMAGE --expect PCRS.json``: exit 0 only if every listed PCR
+  matches.
 - ``nitroguard eif diff A B``: which sections differ and which PCRs that moves
   (exit 0 when PCR0/1/2 agree: a reproducible rebuild).
 - ``nitroguard eif sign FILE --sign-cert PEM --sign-key PEM -o OUT``: sign an
