@@ -252,7 +252,7 @@ def test_export_from_pipe_and_gzip(tmp_path: Path, blobs: Path) -> None:
         with fifo.open("wb") as fh:
             fh.write(stream)
 
-    writer = threading.Thread(target=feed)
+    writer = threading.Thread(target=feed, daemon=True)
     writer.start()
     results = [
         build_eif_from_image(
