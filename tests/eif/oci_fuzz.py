@@ -19,7 +19,7 @@ CONFIG = parse_image_config(inspect_json(cmd=["/a"], config={"WorkingDir": "/w"}
 NAMES = [
     "a", "a/b", "a-b", "../up", "a/../../x", "/abs", "./dot", "etc/hosts", "etc/resolv.conf",
     "dev/pts", "Dockerfile", ".wh.a", "a/.wh..wh..opq", "a/.wh.b", "l", "x" * 200, "dev/",
-    "boot/kernel", "a/b/c/d",
+    "boot/kernel", "a/b/c/d", "/".join(["d"] * 300), "d/" * 200,
 ]  # fmt: skip
 TYPES = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"S", b"g", b"x"]
 

@@ -369,3 +369,17 @@ def test_single_manifest_platform_mismatch(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as err, open_oci(root, platform="linux/arm64"):
         pass
     assert err.value.reason is Reason.PLATFORM_NOT_FOUND
+
+
+def test_depth_is_bounded(tmp_path: Path) -> None:
+    deep = "a/" * 300 + "f"
+    with pytest.raises(ImageError) as err:
+        flatten(tmp_path / "1", [[T(deep, data=b"x")]], allow_unreproducible=True)
+    assert err.value.reason is Reason.TOO_LARGE
+    config = {"config": {"Cmd": ["/x"], "WorkingDir": "/" + "w/" * 300}}
+    with pytest.raises(ImageError) as err:
+        flatten(tmp_path / "2", [[T("f")]], config)
+    assert err.value.reason is Reason.INVALID_IMAGE_CONFIG
+    ok = "/".join(["d"] * 200) + "/"
+    result = flatten(tmp_path / "3", [[T(ok, tarfile.DIRTYPE)]], allow_unreproducible=True)
+    assert ok in [r[0] for r in result]

@@ -41,6 +41,7 @@ __all__ = ["open_oci"]
 
 MAX_JSON = 16 * 1024 * 1024
 MAX_DEPTH = 4
+MAX_COMPONENTS = 256
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -265,6 +266,12 @@ def _apply_layer(
         if path is None:
             continue
         parts = path.split(b"/")
+        if len(parts) > MAX_COMPONENTS:
+            # The tree is walked recursively; Linux's PATH_MAX allows ~2048 levels at most.
+            raise ImageError(
+                f"a layer path is {len(parts)} directories deep (limit {MAX_COMPONENTS})",
+                Reason.TOO_LARGE,
+            )
         base = parts[-1]
         # Implied parents (4.2 item 4): created in this layer, 0755, root, "now".
         node = tree.root
@@ -416,6 +423,8 @@ def _working_dir(tree: _Tree, working_dir: str, allow: bool, warnings: list[str]
         return
     node = tree.root
     missing = False
+    if cleaned.count(b"/") >= MAX_COMPONENTS:
+        raise ImageError("WorkingDir is too deep", Reason.INVALID_IMAGE_CONFIG)
     for part in cleaned.split(b"/"):
         assert node.children is not None  # noqa: S101
         child = node.children.get(part)
