@@ -301,3 +301,17 @@ def test_tar_reader_rejects_garbage() -> None:
     with pytest.raises(TarError) as err:
         list(docker_export_entries(io.BytesIO(tar_bytes([T("f", data=b"a" * 600)])[:700])))
     assert err.value.reason is Reason.TRUNCATED
+
+
+def test_values_go_cannot_rewrite() -> None:
+    """A device number or mode beyond 7 octal digits: linuxkit's PAX re-write fails."""
+    from nitroguard.hazmat._tar import TarEntry
+
+    cfg = parse_image_config(inspect_json(cmd=["a"]))
+    for entry in (
+        TarEntry(b"dev/x", b"3", 0o600, 0, 0, 0, 0, devmajor=1 << 21),
+        TarEntry(b"f", b"0", 1 << 21, 0, 0, 0, 0),
+    ):
+        with pytest.raises(ImageError) as err:
+            write_customer_ramdisk(io.BytesIO(), [(entry, lambda: iter(()))], cfg)
+        assert err.value.reason is Reason.UNSUPPORTED_ENTRY

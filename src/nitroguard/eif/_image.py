@@ -305,6 +305,18 @@ def _emit(
     """linuxkit ``copyTarEntry`` (spec 3.3), after ImageTar's renaming."""
     name = entry.name
     shown = name.decode(errors="replace")
+    for what, value in (
+        ("mode", entry.mode),
+        ("devmajor", entry.devmajor),
+        ("devminor", entry.devminor),
+    ):
+        # Go's tar writer (linuxkit re-writes every header as PAX) has no PAX record
+        # for these: values beyond 7 octal digits make linuxkit fail.
+        if not 0 <= value <= 0o7777777:
+            raise ImageError(
+                f"{shown}: {what} {value} does not fit a ustar field (linuxkit fails)",
+                Reason.UNSUPPORTED_ENTRY,
+            )
     if entry.typeflag == b"1":
         # Hard links become relative symlinks (initrd.go typeconv), from the link's dir.
         rel = go_rel(go_dir(name), entry.linkname)
