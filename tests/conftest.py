@@ -55,3 +55,9 @@ def eif_vectors_dir() -> Path:
 def kms_vectors_dir() -> Path:
     """`../shared/vectors/kms` (real CiphertextForRecipient replies), or skip/fail."""
     return _require_shared("vectors/kms")
+
+
+@pytest.fixture(scope="session")
+def oci_eif_vectors_dir() -> Path:
+    """`../shared/vectors/oci-eif`, or skip/fail as described above."""
+    return _require_shared("vectors/oci-eif")

@@ -24,6 +24,7 @@ __all__ = [
     "DecryptionError",
     "EifError",
     "Error",
+    "ImageError",
     "InsecureEnvironment",
     "KmsError",
     "KmsPolicyError",
@@ -34,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "Reason",
     "RemoteProtocolError",
+    "TarError",
     "TimeoutError_",
     "TransportError",
     "VerificationError",
@@ -171,6 +173,17 @@ class Reason(enum.StrEnum):
     UNKNOWN_EFFECT = "unknown_effect"
     INVALID_POLICY_CONDITION = "invalid_policy_condition"
     UNSUPPORTED_POLICY_ELEMENT = "unsupported_policy_element"
+
+    # --- EIF from a container image (tar, cpio, OCI; issue 13) ------------------------
+    MALFORMED_TAR = "malformed_tar"
+    UNSUPPORTED_ENTRY = "unsupported_entry"
+    UNSAFE_PATH = "unsafe_path"
+    INVALID_IMAGE_CONFIG = "invalid_image_config"
+    MALFORMED_IMAGE = "malformed_image"
+    PLATFORM_NOT_FOUND = "platform_not_found"
+    UNSUPPORTED_COMPRESSION = "unsupported_compression"
+    NOT_REPRODUCIBLE = "not_reproducible"
+    CPIO_FIELD_OVERFLOW = "cpio_field_overflow"
 
 
 class Error(Exception):
@@ -352,3 +365,16 @@ class KmsPolicyError(KmsError):
     """
 
     default_reason = Reason.INVALID_KEY_POLICY
+
+
+class ImageError(Error):
+    """A container image (docker export, image config, OCI layout) that cannot be
+    turned into nitro-cli's ramdisks."""
+
+    default_reason = Reason.MALFORMED_IMAGE
+
+
+class TarError(ImageError):
+    """A malformed, over-limit or unsupported tar stream."""
+
+    default_reason = Reason.MALFORMED_TAR

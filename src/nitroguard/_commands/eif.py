@@ -6,6 +6,11 @@
 - ``nitroguard eif pcr FILE [--json]``: only the PCRs.
 - ``nitroguard eif build --kernel K --cmdline TEXT|@FILE --ramdisk R... -o OUT``:
   a deterministic (and atomic) build, optionally signed.
+- ``nitroguard eif build (--docker-export TAR --image-config FILE | --oci PATH) --blobs DIR
+  -o OUT``: what ``nitro-cli build-enclave`` does, without Docker (same PCRs); also
+  writes ``OUT.pcrs.json``.
+- ``nitroguard eif verify IMAGE --expect PCRS.json``: exit 0 only if every listed PCR
+  matches.
 - ``nitroguard eif diff A B``: which sections differ and which PCRs that moves
   (exit 0 when PCR0/1/2 agree: a reproducible rebuild).
 - ``nitroguard eif sign FILE --sign-cert PEM --sign-key PEM -o OUT``: sign an
@@ -78,20 +83,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "build",
         help="write an EIF deterministically (nitro-cli's layout), optionally signed",
     )
-    build.add_argument("--kernel", required=True, metavar="FILE", help="bzImage or Image")
+    build.add_argument("--kernel", metavar="FILE", help="bzImage or Image")
     build.add_argument(
         "--cmdline",
-        required=True,
         metavar="TEXT|@FILE",
         help="kernel command line, or @FILE to read it (trailing newline trimmed, like nitro-cli)",
     )
     build.add_argument(
         "--ramdisk",
-        required=True,
         action="append",
         metavar="FILE",
         help="ramdisk, in order; repeat for more (the first is measured in PCR1)",
     )
+    _add_image_arguments(build)
     build.add_argument(
         "--metadata",
         metavar="JSON|@FILE",
@@ -105,7 +109,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="BuildTime for generated metadata (default 1970-01-01T00:00:00+00:00; "
         "'now' reads the clock)",
     )
-    build.add_argument("--arch", choices=["x86_64", "aarch64"], default="x86_64")
+    build.add_argument(
+        "--arch",
+        choices=["x86_64", "aarch64"],
+        help="EIF architecture (default x86_64; from an image: the image's architecture)",
+    )
     build.add_argument("--sign-cert", metavar="PEM", help="signing certificate (PEM)")
     build.add_argument("--sign-key", metavar="PEM", help="EC private key (PEM, unencrypted)")
     build.add_argument("-o", "--output", required=True, metavar="OUT", help="output .eif")
@@ -121,6 +129,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     sign.add_argument("-o", "--output", required=True, metavar="OUT", help="signed .eif")
     sign.add_argument("--json", action="store_true", help="print the measurements as JSON")
     sign.set_defaults(func=_sign)
+
+    _register_verify(actions)
 
     diff = actions.add_parser(
         "diff",
@@ -413,6 +423,19 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if args.docker_export is not None or args.oci is not None:
+        return _build_image(args)
+    missing = [
+        flag
+        for flag, value in (("--kernel", args.kernel), ("--cmdline", args.cmdline))
+        if value is None
+    ]
+    if not args.ramdisk:
+        missing.append("--ramdisk")
+    if missing:
+        raise ConfigError(
+            f"eif build needs {', '.join(missing)} (or --docker-export/--oci with --blobs)"
+        )
     from nitroguard.eif import EPOCH_BUILD_TIME, build_eif, default_metadata
     from nitroguard.eif._reader import _kernel_version
     from nitroguard.eif._writer import _kernel_prefix
@@ -445,7 +468,178 @@ def _build(args: argparse.Namespace) -> int:
         ramdisks=args.ramdisk,
         metadata=metadata,
         signer=signer,
-        arch=args.arch,
+        arch=args.arch or "x86_64",
     )
     _print_result(result, args.json)
     return EXIT_OK
+
+
+# --- build from a container image (issue 13) ---------------------------------------------
+
+
+def _add_image_arguments(build: argparse.ArgumentParser) -> None:
+    group = build.add_argument_group(
+        "build from a container image (nitro-cli build-enclave without Docker)"
+    )
+    group.add_argument(
+        "--docker-export",
+        metavar="TAR",
+        help="`docker export` of a created container (needs --image-config)",
+    )
+    group.add_argument(
+        "--image-config",
+        metavar="FILE",
+        help="`docker inspect` output (object or one-element list) or an OCI image config",
+    )
+    group.add_argument(
+        "--oci", metavar="PATH", help="OCI layout directory or tar, or a `docker save` tar"
+    )
+    group.add_argument("--platform", metavar="OS/ARCH", help="pick one image of an index")
+    group.add_argument(
+        "--blobs",
+        metavar="DIR",
+        help="nitro-cli blob directory: init, nsm.ko, cmdline, bzImage or Image",
+    )
+    group.add_argument(
+        "--ramdisk-dir",
+        metavar="DIR",
+        help="also write bootstrap-initrd.img and customer-initrd.img there",
+    )
+    group.add_argument(
+        "--allow-unreproducible",
+        action="store_true",
+        help="build even where dockerd would stamp the current time (implied layer "
+        "directories, a missing WorkingDir): the PCRs then match no nitro-cli build",
+    )
+    group.add_argument(
+        "--progress",
+        action="store_true",
+        help="report progress on stderr (default: only when stderr is a terminal)",
+    )
+
+
+class _Progress:
+    """Bytes of file data copied into the customer ramdisk, reported on stderr."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self._shown = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.done - self._shown >= 64 << 20:
+            self._shown = self.done
+            sys.stderr.write(f"\rcustomer ramdisk: {self.done >> 20} MiB of file data")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write(f"\rcustomer ramdisk: {self.done / (1 << 20):.1f} MiB of file data\n")
+
+
+def _build_image(args: argparse.Namespace) -> int:
+    import os
+
+    from nitroguard.eif._imagebuild import build_eif_from_image, build_time_from_epoch
+
+    if args.blobs is None:
+        raise ConfigError("building from an image needs --blobs DIR (init, nsm.ko, cmdline)")
+    if args.ramdisk:
+        raise ConfigError("--ramdisk cannot be combined with --docker-export/--oci")
+    if (args.sign_cert is None) != (args.sign_key is None):
+        raise ConfigError("--sign-cert and --sign-key go together")
+    signer = _signer(args.sign_cert, args.sign_key) if args.sign_cert else None
+    cmdline = _text_or_file(args.cmdline, "cmdline") if args.cmdline is not None else None
+    metadata = _text_or_file(args.metadata, "metadata") if args.metadata is not None else None
+    show = args.progress or sys.stderr.isatty()
+    progress = _Progress() if show else None
+    # The environment is read here, at the boundary (reproducible-builds.org convention).
+    build_time = build_time_from_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
+    if args.build_time is not None:
+        build_time = parse_time(args.build_time).isoformat()
+    try:
+        result = build_eif_from_image(
+            Path(args.output),
+            blobs=Path(args.blobs),
+            docker_export=Path(args.docker_export) if args.docker_export else None,
+            image_config=Path(args.image_config) if args.image_config else None,
+            oci=Path(args.oci) if args.oci else None,
+            platform=args.platform,
+            allow_unreproducible=args.allow_unreproducible,
+            arch=args.arch,
+            kernel=Path(args.kernel) if args.kernel else None,
+            cmdline=cmdline,
+            ramdisk_dir=Path(args.ramdisk_dir) if args.ramdisk_dir else None,
+            signer=signer,
+            metadata=metadata,
+            image_name=args.image_name,
+            build_time=build_time,
+            progress=progress,
+        )
+    except Error as exc:
+        if progress is not None:
+            sys.stderr.write("\n")
+        return _fail_json(exc, args.json)
+    if progress is not None:
+        progress.finish()
+    for warning in result.warnings:
+        sys.stderr.write(f"nitroguard: warning: {warning}\n")
+    if args.json:
+        emit_json(
+            {
+                "Path": str(result.eif.path),
+                "Size": result.eif.size,
+                "CRC32": f"{result.eif.crc32:#010x}",
+                "Arch": result.arch,
+                "BootstrapRamdiskSize": result.bootstrap_size,
+                "CustomerRamdiskSize": result.customer_size,
+                "PcrsFile": str(result.pcrs_path),
+                "Warnings": list(result.warnings),
+                "Measurements": result.eif.measurements.to_dict(),
+            }
+        )
+        return EXIT_OK
+    _print_result(result.eif, False)
+    sys.stdout.write(f"wrote {result.pcrs_path}\n")
+    return EXIT_OK
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+def _register_verify(actions: argparse._SubParsersAction[Any]) -> None:
+    verify = actions.add_parser(
+        "verify",
+        help="check an image's PCRs against expected values (exit 0 only if all match)",
+    )
+    verify.add_argument("file", metavar="IMAGE", help="the .eif file")
+    verify.add_argument(
+        "--expect",
+        required=True,
+        metavar="PCRS.json",
+        help="expected PCRs: nitro-cli's Measurements object (or {'Measurements': ...})",
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    verify.set_defaults(func=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from nitroguard.eif import read_eif
+    from nitroguard.eif._imagebuild import compare_pcrs, load_expected_pcrs
+
+    try:
+        expected = load_expected_pcrs(Path(args.expect))
+        image = read_eif(args.file)
+    except Error as exc:
+        return _fail_json(exc, args.json)
+    rows = compare_pcrs(image.measurements.as_hex(), expected)
+    ok = all(row["Match"] for row in rows)
+    if args.json:
+        emit_json({"Match": ok, "PCRs": rows})
+    else:
+        for row in rows:
+            verdict = "ok" if row["Match"] else "MISMATCH"
+            sys.stdout.write(f"{row['PCR']:<5} {verdict}\n")
+            if not row["Match"]:
+                sys.stdout.write(f"  expected {row['Expected']}\n  actual   {row['Actual']}\n")
+        sys.stdout.write("Result: all listed PCRs match\n" if ok else "Result: PCR MISMATCH\n")
+    return EXIT_OK if ok else EXIT_FAILED

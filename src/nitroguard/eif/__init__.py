@@ -12,7 +12,9 @@ Everything follows ``../shared/spec/eif.md``. Quick tour::
         print(finding.id, finding.status)
 
 `build_eif` writes an image deterministically (nitro-cli's section order, no
-wall-clock time, optional deterministic signing).
+wall-clock time, optional deterministic signing). `build_eif_from_image` does what
+``nitro-cli build-enclave`` does, from a ``docker export`` or an OCI image, without
+Docker, with the same PCRs (docs/eif.md, "Build from an image").
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from nitroguard.errors import EifError, Reason
 from ._checks import kernel_params, static_checks
 from ._diff import ImageDiff, SectionDiff, diff_images
 from ._format import EifHeader, SectionType
+from ._image import ImageConfig, parse_image_config
+from ._imagebuild import ImageBuildResult, build_eif_from_image
 from ._measure import Measurements, extend_from_zero, pcr_of_bytes
 from ._reader import EifImage, EifSource, Section, read_eif
 from ._signature import SignatureReport, SignatureSection, pcr_payload
@@ -31,6 +35,7 @@ from ._writer import (
     EPOCH_BUILD_TIME,
     BuildResult,
     Signer,
+    StreamedInput,
     build_eif,
     default_metadata,
     sign_eif,
@@ -41,6 +46,8 @@ __all__ = [
     "BuildResult",
     "EifHeader",
     "EifImage",
+    "ImageBuildResult",
+    "ImageConfig",
     "ImageDiff",
     "Measurements",
     "Section",
@@ -49,13 +56,16 @@ __all__ = [
     "SignatureReport",
     "SignatureSection",
     "Signer",
+    "StreamedInput",
     "build_eif",
+    "build_eif_from_image",
     "check_signature",
     "default_metadata",
     "diff_images",
     "extend_from_zero",
     "kernel_params",
     "measure",
+    "parse_image_config",
     "pcr_of_bytes",
     "pcr_payload",
     "read_eif",

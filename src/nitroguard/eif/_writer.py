@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,6 +57,7 @@ __all__ = [
     "EPOCH_BUILD_TIME",
     "BuildResult",
     "Signer",
+    "StreamedInput",
     "build_eif",
     "default_metadata",
     "sign_eif",
@@ -68,6 +69,19 @@ EPOCH_BUILD_TIME = "1970-01-01T00:00:00+00:00"
 _CHUNK = 4 * 1024 * 1024
 
 Input = str | os.PathLike[str] | bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamedInput:
+    """Section data produced on the fly (e.g. a ramdisk built while the EIF is
+    written): its exact size, known in advance, and a function returning its bytes.
+    A stream that yields another number of bytes aborts the build."""
+
+    size: int
+    chunks: Callable[[], Iterator[bytes]]
+
+
+AnyInput = Input | StreamedInput
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,7 +150,9 @@ def default_metadata(
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _size_of(item: Input, what: str) -> int:
+def _size_of(item: AnyInput, what: str) -> int:
+    if isinstance(item, StreamedInput):
+        return item.size
     if isinstance(item, bytes):
         return len(item)
     try:
@@ -146,7 +162,10 @@ def _size_of(item: Input, what: str) -> int:
 
 
 @contextlib.contextmanager
-def _chunks(item: Input, size: int, what: str) -> Iterator[Iterator[bytes]]:
+def _chunks(item: AnyInput, size: int, what: str) -> Iterator[Iterator[bytes]]:
+    if isinstance(item, StreamedInput):
+        yield _exactly(item.chunks(), size, what)
+        return
     if isinstance(item, bytes):
         yield iter([item] if item else [])
         return
@@ -173,6 +192,17 @@ def _chunks(item: Input, size: int, what: str) -> Iterator[Iterator[bytes]]:
         yield gen()
 
 
+def _exactly(chunks: Iterator[bytes], size: int, what: str) -> Iterator[bytes]:
+    remaining = size
+    for block in chunks:
+        remaining -= len(block)
+        if remaining < 0:
+            break
+        yield block
+    if remaining != 0:
+        raise Error(f"{what} produced a different size than announced", Reason.UNREADABLE_INPUT)
+
+
 def _kernel_prefix(kernel: Input) -> bytes:
     if isinstance(kernel, bytes):
         return kernel[: 64 * 1024]
@@ -190,7 +220,7 @@ def build_eif(
     *,
     kernel: Input,
     cmdline: bytes | str,
-    ramdisks: Sequence[Input],
+    ramdisks: Sequence[AnyInput],
     metadata: bytes | None = None,
     signer: Signer | None = None,
     arch: str = "x86_64",
@@ -203,7 +233,8 @@ def build_eif(
         output: the file to create or replace (written via a temporary file + rename).
         kernel: the kernel (bzImage / Image) as a path or bytes.
         cmdline: the kernel command line, stored exactly as given (no NUL, no newline).
-        ramdisks: one or more ramdisks (path or bytes); the first is measured in PCR1.
+        ramdisks: one or more ramdisks (path, bytes or `StreamedInput`); the first is
+            measured in PCR1.
         metadata: the exact metadata section bytes (JSON); default: `default_metadata`
             with the epoch as build time.
         signer: sign like ``nitro-cli sign-eif`` (certificate PEM + matching EC key).
@@ -241,7 +272,7 @@ def build_eif(
         raise ConfigError(f"metadata exceeds {MAX_METADATA_SIZE} bytes")
 
     # nitro-cli's order: kernel, cmdline, metadata, ramdisks (spec 2.4).
-    plan: list[tuple[SectionType, Input, str]] = [
+    plan: list[tuple[SectionType, AnyInput, str]] = [
         (SectionType.KERNEL, kernel, "kernel"),
         (SectionType.CMDLINE, cmdline_bytes, "cmdline"),
         (SectionType.METADATA, metadata, "metadata"),
@@ -272,7 +303,7 @@ def build_eif(
 
 def _write(  # noqa: PLR0917 - private helper with one caller
     fh: BinaryIO,
-    plan: list[tuple[SectionType, Input, str]],
+    plan: list[tuple[SectionType, AnyInput, str]],
     sizes: list[int],
     signer: Signer | None,
     arch: str,
