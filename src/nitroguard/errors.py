@@ -148,6 +148,10 @@ class Reason(enum.StrEnum):
     NOT_SIGNED = "not_signed"
     SIGNATURE_PAYLOAD_MISMATCH = "signature_payload_mismatch"
 
+    # --- CLI contract (issue 14) --------------------------------------------------------
+    UNWRITABLE_OUTPUT = "unwritable_output"
+    TARGET_UNREACHABLE = "target_unreachable"
+
 
 class Error(Exception):
     """Root of every nitroguard exception.

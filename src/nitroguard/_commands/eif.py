@@ -362,9 +362,20 @@ def _read_file(path: str, what: str) -> bytes:
 
 
 def _text_or_file(value: str, what: str) -> bytes:
-    if value.startswith("@"):
-        return _read_file(value[1:], what)
-    return value.encode()
+    # surrogateescape: argv bytes that are not UTF-8 come back as they were given.
+    data = (
+        _read_file(value[1:], what)
+        if value.startswith("@")
+        else value.encode("utf-8", "surrogateescape")
+    )
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # nitro-cli reads the cmdline as UTF-8 text; other bytes cannot be measured alike.
+        raise ConfigError(
+            f"--{what}: not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"
+        ) from None
+    return data
 
 
 def _signer(cert_path: str, key_path: str) -> Signer:

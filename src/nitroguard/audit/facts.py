@@ -31,6 +31,7 @@ from nitroguard.audit.parent import (
 from nitroguard.audit.probe import FileRead, NodeInfo, SystemProbe
 from nitroguard.errors import ConfigError, Error
 from nitroguard.nsm import NsmDescription, PcrDescription
+from nitroguard.nsm.device import DeviceNsm
 
 __all__ = [
     "HWRNG_DIRS",
@@ -123,6 +124,9 @@ class Facts:
     wall_time: float | None
     build_date: dt.datetime = BUILD_DATE
     nsm: NsmFacts | None = None
+    #: The NSM handle is the kernel device (`DeviceNsm`). An emulator or socket handle
+    #: answers the same requests but proves nothing about where we run (ENV-1).
+    nsm_is_device: bool = False
 
 
 def first_present(reads: tuple[FileRead, ...]) -> FileRead:
@@ -240,6 +244,7 @@ def gather(
         nsm=None
         if nsm is None
         else _gather_nsm(nsm, probe, roots=roots, verifier=verifier, nonce=nonce),
+        nsm_is_device=isinstance(nsm, DeviceNsm),
     )
 
 
