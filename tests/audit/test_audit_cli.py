@@ -90,10 +90,18 @@ def test_table_groups_by_area_with_evidence(make_tree: MakeTree) -> None:
 
 
 def test_laptop_root_is_all_skip_and_exits_0(make_tree: MakeTree) -> None:
-    code, doc = audit_json("--root", str(make_tree("laptop").root), "--strict")
+    code, doc = audit_json("--root", str(make_tree("laptop").root))
     assert code == 0
     assert doc["summary"] == {"pass": 0, "warn": 0, "fail": 0, "skip": len(doc["findings"])}
     assert doc["findings"][0]["evidence"].startswith("not a Nitro Enclave")
+
+
+def test_strict_fails_when_every_check_was_skipped(make_tree: MakeTree, run_cli: Any) -> None:
+    # Issue 14: --strict promises something was verified; all-skip verified nothing.
+    res = run_cli("audit", "--root", str(make_tree("laptop").root), "--strict", "--json")
+    assert res.code == 1
+    assert res.json()["summary"]["skip"] == len(res.json()["findings"])
+    assert "every check was skipped" in res.err
 
 
 def test_usage_errors_exit_2(tree: Tree) -> None:

@@ -21,7 +21,7 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nitroguard.errors import ConfigError, Error, Reason
 from nitroguard.findings import Finding, Status, summarize
@@ -177,13 +177,23 @@ def _certificate_view(image: EifImage, report: SignatureReport) -> dict[str, Any
     return view
 
 
-def _fail_json(exc: Error, as_json: bool) -> int:
-    usage = isinstance(exc, ConfigError) or exc.reason is Reason.UNREADABLE_INPUT
-    code = EXIT_USAGE if usage else EXIT_FAILED
-    if as_json:
-        emit_json({"Error": exc.to_dict()})
-    sys.stderr.write(f"nitroguard: {exc.diagnostics()}\n")
-    return code
+def _fail_json(exc: Error, as_json: bool) -> NoReturn:
+    # The CLI's one error path (`nitroguard._cli`) renders it: the same exit code,
+    # stderr line and `--json` error object as every other command.
+    del as_json
+    raise exc
+
+
+def _nonempty(path: str) -> str:
+    """`path`, unless it is an empty regular file: the same `unreadable_input` (exit 2)
+    that `attest` gives for empty input, not a truncated-image failure."""
+    try:
+        empty = Path(path).stat().st_size == 0 and Path(path).is_file()
+    except OSError:
+        return path  # the reader reports it, with its own reason
+    if empty:
+        raise Error(f"{path}: empty input", Reason.UNREADABLE_INPUT)
+    return path
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -192,12 +202,18 @@ def _describe(args: argparse.Namespace) -> int:
     # The clock is read once, here, at the boundary.
     at = parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
     try:
-        image = read_eif(args.file, check_crc=False)
+        image = read_eif(_nonempty(args.file), check_crc=False)
     except Error as exc:
         return _fail_json(exc, args.json)
     report = image.check_signature(at)
     findings = static_checks(image)
     allowed = {a.upper() for a in args.allow}
+    unknown = sorted(allowed - {f.id for f in findings})
+    if unknown:
+        raise ConfigError(
+            f"--allow: unknown finding id(s) {', '.join(unknown)}; "
+            f"known: {', '.join(f.id for f in findings)}"
+        )
     failed_findings = [f for f in findings if f.status is Status.FAIL and f.id not in allowed]
     problems: list[str] = []
     if not image.crc_ok:
@@ -309,7 +325,7 @@ def _pcr(args: argparse.Namespace) -> int:
     from nitroguard.eif import read_eif
 
     try:
-        image = read_eif(args.file)
+        image = read_eif(_nonempty(args.file))
     except Error as exc:
         return _fail_json(exc, args.json)
     values = image.measurements.as_hex()
@@ -328,7 +344,7 @@ def _diff(args: argparse.Namespace) -> int:
     from nitroguard.eif import diff_images
 
     try:
-        result = diff_images(args.a, args.b)
+        result = diff_images(_nonempty(args.a), _nonempty(args.b))
     except Error as exc:
         return _fail_json(exc, args.json)
     code = EXIT_OK if result.same_measurements else EXIT_FAILED
@@ -416,7 +432,7 @@ def _sign(args: argparse.Namespace) -> int:
 
     signer = _signer(args.sign_cert, args.sign_key)
     try:
-        result = sign_eif(args.file, args.output, signer=signer)
+        result = sign_eif(_nonempty(args.file), args.output, signer=signer)
     except Error as exc:
         return _fail_json(exc, args.json)
     _print_result(result, args.json)
