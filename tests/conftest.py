@@ -94,3 +94,14 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture
+def unused_tcp_address() -> str:
+    """A loopback TCP address nothing listens on (bound, closed, not reused at once)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"tcp://127.0.0.1:{port}"

@@ -154,14 +154,15 @@ def _attack_list(text: str) -> list[str]:
     return names
 
 
-def _progress(result: AttackResult) -> None:
+def _result_line(result: AttackResult) -> None:
+    # Per-attack results are the results: stdout (issue 14). Progress is on stderr.
     mark = "PASS" if result.passed else "FAIL"
-    sys.stderr.write(
+    sys.stdout.write(
         f"{mark} {result.name:<13} p50 {result.legit_p50_ms:8.1f} ms"
         f"  p99 {result.legit_p99_ms:8.1f} ms  closed {result.closed_by_server:4d}"
         f"  {result.detail}\n"
     )
-    sys.stderr.flush()
+    sys.stdout.flush()
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
@@ -169,10 +170,10 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def _refused(exc: ProbeError) -> ConfigError:
-    # Refusing a target or a bad parameter is a usage error, not a failed check.
-    return ConfigError(
-        exc.message, exc.reason if exc.reason is Reason.REMOTE_TARGET_REFUSED else None
-    )
+    # Refusing a target, an unreachable target or a bad parameter is a usage error
+    # (exit 2), not a failed check: a mistyped port is not a vulnerable service.
+    kept = (Reason.REMOTE_TARGET_REFUSED, Reason.TARGET_UNREACHABLE)
+    return ConfigError(exc.message, exc.reason if exc.reason in kept else None)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -197,8 +198,13 @@ def _run(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             seed=args.seed,
         )
+        if sys.stderr.isatty():
+            sys.stderr.write(
+                f"probing {args.address}: {len(attacks)} attack(s) of {config.duration:g} s "
+                "each, after one legitimate request\n"
+            )
         report = asyncio.run(
-            run_probe(args.address, attacks, config, on_result=None if args.json else _progress)
+            run_probe(args.address, attacks, config, on_result=None if args.json else _result_line)
         )
     except ProbeError as exc:
         raise _refused(exc) from exc
@@ -234,6 +240,11 @@ def _run_leak(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             seed=args.seed,
         )
+        if sys.stderr.isatty():
+            sys.stderr.write(
+                f"probe leak {args.leak_target}: up to {config.samples} samples "
+                f"or {config.duration:g} s\n"
+            )
         report = run_leak(args.leak_target, config)
     except ProbeError as exc:
         raise _refused(exc) from exc

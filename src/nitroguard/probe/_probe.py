@@ -481,6 +481,24 @@ def legit_request(address: Address, request: bytes, budget: float) -> float | No
     return time.perf_counter() - start
 
 
+def preflight(address: Address, request: bytes, budget: float) -> None:
+    """One legitimate request before any attack: a target that cannot be reached or
+    does not answer is a usage error, never a vulnerable service.
+
+    Raises:
+        ProbeError: `target_unreachable`, "cannot reach TARGET: why".
+    """
+    try:
+        with BlockingClient(address, timeout=budget, max_frame_size=_MAX_REPLY) as client:
+            client.request(request, timeout=budget)
+    except Error as exc:
+        raise ProbeError(
+            f"cannot reach {address}: {exc.message} "
+            "(no answer to one legitimate request; nothing was attacked)",
+            Reason.TARGET_UNREACHABLE,
+        ) from exc
+
+
 def _legit_loop(config: ProbeConfig, address: Address) -> tuple[list[float], int]:
     end = time.monotonic() + config.duration
     samples: list[float] = []
@@ -608,13 +626,15 @@ async def run_probe(
         The `ProbeReport`.
 
     Raises:
-        ProbeError: ``remote_target_refused`` or ``invalid_argument`` (unknown attack).
+        ProbeError: ``remote_target_refused``, ``invalid_argument`` (unknown attack), or
+            ``target_unreachable`` (one legitimate request first got no answer).
     """
     config = config if config is not None else ProbeConfig()
     address = check_target(target, allow_remote=config.allow_remote)
     unknown = [a for a in attacks if a not in _ATTACK_FUNCS]
     if unknown:
         raise ProbeError(f"unknown attack(s): {', '.join(unknown)}; known: {', '.join(ATTACKS)}")
+    await asyncio.to_thread(preflight, address, config.request, config.legit_timeout)
     rng = random.Random(config.seed)
     results: list[AttackResult] = []
     for name in attacks:
