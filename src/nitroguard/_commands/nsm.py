@@ -148,6 +148,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--init", action="store_true", help="create the state directory and a new root if missing"
     )
+    p.add_argument("--json", action="store_true", help="print JSON (fingerprint, output)")
     p.add_argument(
         "--export-root", required=True, metavar="FILE", help="write the root PEM here ('-': stdout)"
     )
@@ -292,11 +293,19 @@ def _pki(args: argparse.Namespace) -> int:
             f"--state: no emulator state at {args.state} (pass --init to create a new root there)"
         )
     pki = EmulatorPki(args.state)
-    if args.export_root == "-":
+    if args.export_root == "-" and not args.json:
         sys.stdout.buffer.write(pki.root_pem)
         sys.stdout.flush()
-    else:
+    elif args.export_root != "-":
         write_output(args.export_root, pki.root_pem)
+    if args.json:
+        emit_json(
+            {
+                "root_sha256": pki.root_fingerprint,
+                "output": None if args.export_root == "-" else args.export_root,
+                "root_pem": pki.root_pem.decode("ascii"),
+            }
+        )
     sys.stderr.write(f"emulator root (NOT AWS) sha256 {pki.root_fingerprint}\n")
     return 0
 
