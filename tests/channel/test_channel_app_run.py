@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,49 @@ def test_bad_nsm_root_names_the_variable(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"\$NITROGUARD_NSM_ROOT: cannot read"):
         asyncio.run(_start_dev(tmp_path, emulated(), nsm_root=str(tmp_path / "missing.pem")))
+
+
+def test_application_error_in_client_sends_close_not_truncation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception of the application inside `with connect_blocking(...)` ends the
+    channel with the authenticated CLOSE; only a real truncation is logged as one."""
+    import logging
+    import threading
+
+    from channel_helpers import check_for
+
+    from nitroguard.app.vault import build_vault
+    from nitroguard.channel.blocking import connect_blocking
+
+    caplog.set_level(logging.DEBUG)
+    nsm = emulated()
+    random_file = tmp_path / "random"
+    random_file.write_bytes(b"")
+    config = AppConfig(
+        mode=Mode.DEVELOPMENT, listen="tcp://127.0.0.1:0", random_device=str(random_file)
+    )
+    loop = asyncio.new_event_loop()
+    running = loop.run_until_complete(build_vault().start(config, nsm=nsm))
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        address = str(running.address)
+
+        class AppBug(Exception):
+            pass
+
+        with pytest.raises(AppBug), connect_blocking(address, check=check_for(nsm)):
+            raise AppBug
+        # And a peer that really goes away without CLOSE:
+        channel = connect_blocking(address, check=check_for(nsm))
+        channel.abort()
+        time.sleep(0.5)  # let the server notice
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.run_until_complete(running.close())
+        loop.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("record authentication failed" in m for m in messages), messages
+    assert sum("peer closed without authenticated close" in m for m in messages) == 1, messages
