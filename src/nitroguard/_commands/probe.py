@@ -37,6 +37,7 @@ from nitroguard.probe.stats import DEFAULT_THRESHOLD
 
 _USAGE = """nitroguard probe ADDRESS [--attacks LIST|all] [--connections N] [--duration S]
            [--request-hex HEX] [--sla S] [--seed N] [--allow-remote] [--json]
+           [--channel [--root PEM]... [--pcr N=HEX]... [--allow-debug]]
        nitroguard probe leak ADDRESS --class-a HEX --class-b HEX [--samples N]
            [--threshold T] [--duration S] [--timeout S] [--warmup N] [--seed N]
            [--allow-remote] [--json]"""
@@ -133,6 +134,34 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="N",
         help=f"discarded requests sent first (default {_LEAK_DEFAULTS.warmup})",
     )
+    chan = parser.add_argument_group(
+        "channel (probe an EnclaveApp: the legitimate client does an attested handshake)"
+    )
+    chan.add_argument(
+        "--channel",
+        action="store_true",
+        help="legitimate client: full attested-channel handshake + one request/response",
+    )
+    chan.add_argument(
+        "--root",
+        metavar="PEM",
+        action="append",
+        default=[],
+        help="with --channel: trust root PEM instead of the AWS root (e.g. the emulator's, "
+        "from `nitroguard nsm pki --export-root`); repeatable",
+    )
+    chan.add_argument(
+        "--pcr",
+        metavar="N=HEX",
+        action="append",
+        default=[],
+        help="with --channel: require PCR N to equal HEX; repeatable",
+    )
+    chan.add_argument(
+        "--allow-debug",
+        action="store_true",
+        help="with --channel: accept a debug-mode enclave (development only)",
+    )
     parser.add_argument(
         "--allow-remote",
         action="store_true",
@@ -185,6 +214,7 @@ def _run(args: argparse.Namespace) -> int:
     if wrong:
         raise ConfigError(f"{', '.join(wrong)}: only for 'nitroguard probe leak'")
     attacks = _attack_list(args.attacks if args.attacks is not None else "all")
+    check = _channel_check(args)
     request = parse_hex(
         args.request_hex if args.request_hex is not None else DEFAULT_REQUEST.hex(),
         "--request-hex",
@@ -197,6 +227,7 @@ def _run(args: argparse.Namespace) -> int:
             sla=args.sla if args.sla is not None else 1.0,
             allow_remote=args.allow_remote,
             seed=args.seed,
+            channel=check,
         )
         if sys.stderr.isatty():
             sys.stderr.write(
@@ -219,10 +250,47 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _channel_check(args: argparse.Namespace) -> Any:
+    """The `DocumentCheck` that --channel, --root, --pcr and --allow-debug describe."""
+    if not args.channel:
+        given = [f for f, v in (("--root", args.root), ("--pcr", args.pcr)) if v]
+        given += ["--allow-debug"] if args.allow_debug else []
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --channel")
+        return None
+    from nitroguard._commands._common import read_blob
+    from nitroguard.attestation import policy
+    from nitroguard.attestation.roots import load_pem_roots
+    from nitroguard.channel.verify import DocumentCheck
+
+    roots: list[Any] = []
+    for path in args.root:
+        try:
+            roots.extend(load_pem_roots(read_blob(path, limit=1 << 20, decode_text=False)))
+        except ConfigError as exc:
+            raise ConfigError(f"--root {path}: {exc.message}", exc.reason) from None
+    expected: dict[int, bytes] = {}
+    for text in args.pcr:
+        index, sep, value = text.partition("=")
+        if not sep or not index.strip().isdigit():
+            raise ConfigError(f"--pcr expects N=HEX, got {text!r}")
+        expected[int(index)] = parse_hex(value, f"--pcr {index}")
+    if not expected and args.allow_debug:
+        raise ConfigError("--allow-debug needs --pcr (pin what the debug enclave runs)")
+    # Without --pcr the probe only needs a genuine, non-debug enclave on the other end.
+    return DocumentCheck(
+        policy.PCRs(expected) if expected else policy.NotDebug(),
+        roots=roots or None,
+        allow_debug=args.allow_debug,
+    )
+
+
 def _run_leak(args: argparse.Namespace) -> int:
     if args.leak_target is None:
         raise ConfigError("probe leak needs an ADDRESS")
     wrong = _given(args, _ATTACK_ONLY)
+    if args.channel or args.root or args.pcr or args.allow_debug:
+        wrong.append("--channel/--root/--pcr/--allow-debug")
     if wrong:
         raise ConfigError(f"{', '.join(wrong)}: not an option of 'nitroguard probe leak'")
     if args.class_a is None or args.class_b is None:
