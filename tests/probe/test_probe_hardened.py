@@ -49,7 +49,8 @@ def test_serve_echo_passes_every_attack(
         address, "--attacks", "all", "--duration", "1", "--connections", "20", "--json"
     )
     report = json.loads(result.stdout)
-    assert set(report) == {"target", "attacks", "passed"}
+    assert set(report) == {"target", "legit_client", "measured", "attacks", "passed"}
+    assert report["legit_client"] == "framed"
     assert report["target"] == address
     by_name = {a["name"]: a for a in report["attacks"]}
     assert list(by_name) == list(ATTACKS)
