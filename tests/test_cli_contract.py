@@ -8,6 +8,7 @@ holds exactly one JSON object of the one error shape (docs/cli.md).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from nitroguard._commands import COMMANDS
 from nitroguard._commands._common import ExitCode, error_json, write_output
 from nitroguard.attestation.policy import MaxAge
 from nitroguard.eif import build_eif
@@ -218,7 +220,6 @@ def test_bad_input_has_its_documented_code_and_no_traceback(
 
 
 def test_every_command_is_in_the_table() -> None:
-    from nitroguard._commands import COMMANDS
 
     covered = {row[1][0] for row in BAD_INPUTS}
     assert set(COMMANDS) <= covered
@@ -309,3 +310,49 @@ def test_attest_inspect_warns_once_and_not_for_undecodable_input(
     assert res.code == FAILED
     assert "UNVERIFIED" not in res.err
     assert "UNVERIFIED" not in res.out
+
+
+def test_eif_progress_only_for_large_inputs_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nitroguard._commands.eif import _progress
+
+    big = tmp_path / "big"
+    with big.open("wb") as fh:
+        fh.truncate(40 * 1024 * 1024)  # sparse: no 40 MiB written
+    small = tmp_path / "small"
+    small.write_bytes(b"x")
+    _progress("eif build out.eif", [str(big)], tty=True)
+    assert capsys.readouterr().err == "eif build out.eif: 40 MiB to read and hash...\n"
+    _progress("eif build out.eif", [str(small)], tty=True)
+    _progress("eif build out.eif", [str(big)], tty=False)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "command", ["attest", "nsm", "serve", "proxy", "probe", "audit", "eif", "scan", "demo"]
+)
+def test_real_entry_point_smoke(command: str) -> None:
+    """One subprocess per command: the installed entry point starts and parses."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "nitroguard", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"usage: nitroguard {command}")
+    bad = subprocess.run(
+        [sys.executable, "-m", "nitroguard", command, "--no-such-option", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert json.loads(bad.stdout)["error"]["exit_code"] == 2

@@ -18,6 +18,7 @@ Exit codes: 0 sound, 1 failed CRC / signature / check or malformed image,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
@@ -184,6 +185,23 @@ def _fail_json(exc: Error, as_json: bool) -> NoReturn:
     raise exc
 
 
+#: Inputs at least this large get a progress line on stderr (when it is a terminal).
+_PROGRESS_BYTES = 32 * 1024 * 1024
+
+
+def _progress(what: str, paths: list[str], *, tty: bool | None = None) -> None:
+    """One line on stderr before long work on large files, only for a terminal."""
+    if not (sys.stderr.isatty() if tty is None else tty):
+        return
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += Path(path).stat().st_size
+    if total >= _PROGRESS_BYTES:
+        sys.stderr.write(f"{what}: {total / (1 << 20):.0f} MiB to read and hash...\n")
+        sys.stderr.flush()
+
+
 def _nonempty(path: str) -> str:
     """`path`, unless it is an empty regular file: the same `unreadable_input` (exit 2)
     that `attest` gives for empty input, not a truncated-image failure."""
@@ -202,6 +220,7 @@ def _describe(args: argparse.Namespace) -> int:
     # The clock is read once, here, at the boundary.
     at = parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
     try:
+        _progress(f"eif describe {args.file}", [args.file])
         image = read_eif(_nonempty(args.file), check_crc=False)
     except Error as exc:
         return _fail_json(exc, args.json)
@@ -432,6 +451,7 @@ def _sign(args: argparse.Namespace) -> int:
 
     signer = _signer(args.sign_cert, args.sign_key)
     try:
+        _progress(f"eif sign {args.file}", [args.file])
         result = sign_eif(_nonempty(args.file), args.output, signer=signer)
     except Error as exc:
         return _fail_json(exc, args.json)
@@ -465,6 +485,7 @@ def _build(args: argparse.Namespace) -> int:
     if (args.sign_cert is None) != (args.sign_key is None):
         raise ConfigError("--sign-cert and --sign-key go together")
     signer = _signer(args.sign_cert, args.sign_key) if args.sign_cert else None
+    _progress(f"eif build {args.output}", [args.kernel, *args.ramdisk])
     result = build_eif(
         args.output,
         kernel=args.kernel,
