@@ -66,6 +66,19 @@ class CliResult:
         """stdout parsed as exactly one JSON value (fails on anything else)."""
         return json.loads(self.out)
 
+    # The names of `subprocess.CompletedProcess`, so tests move between the two freely.
+    @property
+    def returncode(self) -> int:
+        return self.code
+
+    @property
+    def stdout(self) -> str:
+        return self.out
+
+    @property
+    def stderr(self) -> str:
+        return self.err
+
 
 class RunCli(Protocol):
     def __call__(self, *argv: str | os.PathLike[str], stdin: bytes | None = None) -> CliResult: ...
