@@ -255,10 +255,20 @@ def test_unknown_option_prints_the_subcommands_usage(run_cli: Any) -> None:
 
 
 def test_verbose_works_after_the_command(run_cli: Any, tmp_path: Path) -> None:
+    from nitroguard._cli import build_parser
+
+    def verbosity(*argv: str) -> int:
+        args = build_parser(list(argv)).parse_args(list(argv))
+        return int(args.verbose)
+
+    assert verbosity("scan", "x") == 0
+    assert verbosity("-v", "scan", "x") == 1
+    assert verbosity("scan", "x", "-v") == 1
+    assert verbosity("scan", "x", "-vv") == 2
+    assert verbosity("nsm", "random", "3", "-v") == 1
     src = tmp_path / "a.py"
     src.write_text("x = 1\n")
     assert run_cli("scan", str(src), "-v").code == 0
-    assert run_cli("-v", "scan", str(src), "-vv").code == 0
 
 
 def test_scan_json_findings_have_file_and_line(run_cli: Any, tmp_path: Path) -> None:
