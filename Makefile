@@ -13,10 +13,12 @@ COV_FLOOR := 88
 all: test
 
 $(BIN)/python:
+	@echo "make: creating the virtual environment $(VENV) ($(PYTHON) -m venv), upgrading pip" >&2
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing nitroguard (editable) and its dev tools from pyproject.toml into $(VENV) (pip install -e '.[dev,kms]'; about 10 s)" >&2
 	$(BIN)/python -m pip install --quiet -e '.[dev,kms]'
 	touch $(STAMP)
 

@@ -185,6 +185,10 @@ class Reason(enum.StrEnum):
     NOT_REPRODUCIBLE = "not_reproducible"
     CPIO_FIELD_OVERFLOW = "cpio_field_overflow"
 
+    # --- CLI contract (issue 14) --------------------------------------------------------
+    UNWRITABLE_OUTPUT = "unwritable_output"
+    TARGET_UNREACHABLE = "target_unreachable"
+
 
 class Error(Exception):
     """Root of every nitroguard exception.

@@ -33,6 +33,8 @@ class Finding:
         status: the verdict.
         evidence: what was read and what was seen (file path and value, or a summary).
         remediation: what to change; empty when the check passed.
+        file: for findings about source code (`nitroguard scan`), the file...
+        line: ...and the 1-based line; both None otherwise.
     """
 
     id: str
@@ -40,16 +42,23 @@ class Finding:
     status: Status
     evidence: str
     remediation: str = ""
+    file: str | None = dataclasses.field(default=None, kw_only=True)
+    line: int | None = dataclasses.field(default=None, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping with the keys `id, title, status, evidence, remediation`."""
-        return {
+        """A JSON-ready mapping with the keys `id, title, status, evidence, remediation`,
+        plus `file` and `line` when the finding points into a source file."""
+        out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "status": self.status.value,
             "evidence": self.evidence,
             "remediation": self.remediation,
         }
+        if self.file is not None:
+            out["file"] = self.file
+            out["line"] = self.line
+        return out
 
 
 def summarize(findings: list[Finding] | tuple[Finding, ...]) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""`nitroguard audit` through real subprocesses."""
+"""`nitroguard audit`, in process (`run_cli`); one smoke test through a real subprocess."""
 
 from __future__ import annotations
 
@@ -8,28 +8,31 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from audit_trees import Tree
 
 MakeTree = Callable[[str], Tree]
 
 
-def audit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nitroguard", "audit", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=90,
-    )
+@pytest.fixture
+def audit(run_cli: Any) -> Callable[..., Any]:
+    def run(*args: str) -> Any:
+        return run_cli("audit", *args)
+
+    return run
 
 
-def audit_json(*args: str) -> tuple[int, dict[str, Any]]:
-    out = audit("--json", *args)
-    assert out.stderr == "" or "WARNING" in out.stderr, out.stderr
-    return out.returncode, json.loads(out.stdout)
+@pytest.fixture
+def audit_json(audit: Callable[..., Any]) -> Callable[..., tuple[int, dict[str, Any]]]:
+    def run(*args: str) -> tuple[int, dict[str, Any]]:
+        out = audit("--json", *args)
+        assert out.stderr == "" or "WARNING" in out.stderr, out.stderr
+        return out.returncode, json.loads(out.stdout)
+
+    return run
 
 
-def test_json_shape_and_exit_status_for_aws_default(make_tree: MakeTree) -> None:
+def test_json_shape_and_exit_status_for_aws_default(make_tree: MakeTree, audit_json: Any) -> None:
     tree = make_tree("aws_default")
     code, doc = audit_json("--root", str(tree.root))
     assert code == 1
@@ -44,7 +47,9 @@ def test_json_shape_and_exit_status_for_aws_default(make_tree: MakeTree) -> None
     assert sum(doc["summary"].values()) == len(doc["findings"])
 
 
-def test_well_configured_exits_0_and_strict_exits_1_on_warn(make_tree: MakeTree) -> None:
+def test_well_configured_exits_0_and_strict_exits_1_on_warn(
+    make_tree: MakeTree, audit_json: Any
+) -> None:
     tree = make_tree("well_configured")
     # A snapshot root: RNG-4 and TIME-3 are not observable and skip; NSM-2 warns
     # because no NSM handle is given.
@@ -66,7 +71,7 @@ def test_well_configured_exits_0_and_strict_exits_1_on_warn(make_tree: MakeTree)
     ]
 
 
-def test_table_groups_by_area_with_evidence(make_tree: MakeTree) -> None:
+def test_table_groups_by_area_with_evidence(make_tree: MakeTree, audit: Any) -> None:
     tree = make_tree("aws_default")
     out = audit("--root", str(tree.root))
     assert out.returncode == 1
@@ -89,14 +94,22 @@ def test_table_groups_by_area_with_evidence(make_tree: MakeTree) -> None:
     assert text.rstrip().splitlines()[-1].startswith("summary: ")
 
 
-def test_laptop_root_is_all_skip_and_exits_0(make_tree: MakeTree) -> None:
-    code, doc = audit_json("--root", str(make_tree("laptop").root), "--strict")
+def test_laptop_root_is_all_skip_and_exits_0(make_tree: MakeTree, audit_json: Any) -> None:
+    code, doc = audit_json("--root", str(make_tree("laptop").root))
     assert code == 0
     assert doc["summary"] == {"pass": 0, "warn": 0, "fail": 0, "skip": len(doc["findings"])}
     assert doc["findings"][0]["evidence"].startswith("not a Nitro Enclave")
 
 
-def test_usage_errors_exit_2(tree: Tree) -> None:
+def test_strict_fails_when_every_check_was_skipped(make_tree: MakeTree, run_cli: Any) -> None:
+    # Issue 14: --strict promises something was verified; all-skip verified nothing.
+    res = run_cli("audit", "--root", str(make_tree("laptop").root), "--strict", "--json")
+    assert res.code == 1
+    assert res.json()["summary"]["skip"] == len(res.json()["findings"])
+    assert "every check was skipped" in res.err
+
+
+def test_usage_errors_exit_2(tree: Tree, audit: Any) -> None:
     out = audit("--root", str(tree.root), "--only", "RNG-99")
     assert out.returncode == 2
     assert "unknown check 'RNG-99'" in out.stderr
@@ -108,10 +121,20 @@ def test_usage_errors_exit_2(tree: Tree) -> None:
     assert "--nsm" in out.stderr
 
 
+def _audit_subprocess(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nitroguard", "audit", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=90,
+    )
+
+
 def test_smoke_on_this_machine() -> None:
-    # The one test that reads the host's real /proc and /sys: it must not crash and
-    # must give a finding per check with well-formed, sane content.
-    out = audit("--json")
+    # The one test that reads the host's real /proc and /sys, through the real entry
+    # point: it must not crash and must give a finding per check with sane content.
+    out = _audit_subprocess("--json")
     assert out.returncode in (0, 1), out.stderr
     doc = json.loads(out.stdout)
     ids = [f["id"] for f in doc["findings"]]
@@ -122,12 +145,12 @@ def test_smoke_on_this_machine() -> None:
         assert out.returncode == 0
         assert doc["summary"]["skip"] == len(ids)
         assert all(f["evidence"] for f in doc["findings"])
-    table = audit()
+    table = _audit_subprocess()
     assert table.returncode == out.returncode
     assert "summary:" in table.stdout
 
 
-def test_mem3_kaslr_gap_reported_in_json(make_tree: MakeTree) -> None:
+def test_mem3_kaslr_gap_reported_in_json(make_tree: MakeTree, audit_json: Any) -> None:
     tree = make_tree("well_configured")
     tree.kernel_config("# CONFIG_RANDOMIZE_BASE is not set\nCONFIG_PARAVIRT_CLOCK=y\n")
     code, doc = audit_json("--root", str(tree.root), "--only", "MEM-3")

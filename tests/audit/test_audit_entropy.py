@@ -104,7 +104,7 @@ def test_credits_bits_not_bytes(tmp_path: Path, recorded: tuple[EmulatedNsm, Rec
     kernel = FakeKernel()
     device = tmp_path / "random"
     device.write_bytes(b"")
-    report = seed_from_nsm(nsm, 512, device=str(device), ioctl=kernel.ioctl)
+    report = seed_from_nsm(nsm, 512, device=str(device), ioctl=kernel.ioctl, credit_untrusted=True)
     assert report.method == "ioctl"
     assert report.credited
     assert report.nbytes == 512
@@ -122,7 +122,9 @@ def test_partial_reply_and_custom_credit(
     kernel = FakeKernel()
     device = tmp_path / "random"
     device.write_bytes(b"")
-    report = seed_from_nsm(nsm, 300, device=str(device), ioctl=kernel.ioctl, bits_per_byte=4)
+    report = seed_from_nsm(
+        nsm, 300, device=str(device), ioctl=kernel.ioctl, bits_per_byte=4, credit_untrusted=True
+    )
     assert (report.replies, report.nbytes, report.credited_bits) == (2, 300, 1200)
     assert bytes(kernel.mixed) == bytes(rng.given)[:300]
 
@@ -134,7 +136,7 @@ def test_without_privilege_falls_back_to_an_uncredited_write(
     kernel = FakeKernel(refuse=errno.EPERM)
     device = tmp_path / "random"
     device.write_bytes(b"")
-    report = seed_from_nsm(nsm, 512, device=str(device), ioctl=kernel.ioctl)
+    report = seed_from_nsm(nsm, 512, device=str(device), ioctl=kernel.ioctl, credit_untrusted=True)
     assert report.method == "write"
     assert not report.credited
     assert report.credited_bits == 0
@@ -149,8 +151,28 @@ def test_other_ioctl_errors_are_reported(tmp_path: Path) -> None:
     device.write_bytes(b"")
     with pytest.raises(AuditError, match=r"RNDADDENTROPY on .* failed"):
         seed_from_nsm(
-            ephemeral_nsm(), 16, device=str(device), ioctl=FakeKernel(refuse=errno.EIO).ioctl
+            ephemeral_nsm(),
+            16,
+            device=str(device),
+            ioctl=FakeKernel(refuse=errno.EIO).ioctl,
+            credit_untrusted=True,
         )
+
+
+def test_emulator_bytes_are_never_credited_unless_asked(
+    tmp_path: Path, recorded: tuple[EmulatedNsm, RecordingRng], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14 section 3: only a DeviceNsm is credited; the kernel is not even asked."""
+    nsm, rng = recorded
+    kernel = FakeKernel()
+    device = tmp_path / "random"
+    device.write_bytes(b"")
+    report = seed_from_nsm(nsm, 512, device=str(device), ioctl=kernel.ioctl)
+    assert (report.method, report.credited_bits, kernel.calls) == ("write", 0, 0)
+    assert "EmulatedNsm is not the NSM device" in report.note
+    assert "without entropy credit" in report.note
+    assert device.read_bytes() == bytes(rng.given)
+    assert any("is not the NSM device" in r.getMessage() for r in caplog.records)
 
 
 def test_unopenable_device(tmp_path: Path) -> None:
@@ -178,15 +200,12 @@ def test_empty_nsm_reply_is_an_error(tmp_path: Path) -> None:
 
 
 def test_real_kernel(recorded: tuple[EmulatedNsm, RecordingRng]) -> None:
-    # The real /dev/random and the real ioctl: credited as root (CAP_SYS_ADMIN),
-    # refused with EPERM otherwise, and then the fallback write must work.
+    # The real /dev/random: emulator bytes are mixed in but never credited, even as
+    # root (the host pool must not count them as hardware entropy).
     nsm, _ = recorded
     report = seed_from_nsm(nsm, 256)
-    if report.method == "ioctl":
-        assert report.credited_bits == 2048
-    else:
-        assert report.credited_bits == 0
-        assert "EPERM" in report.note
+    assert (report.method, report.credited_bits) == ("write", 0)
+    assert "not the NSM device" in report.note
 
 
 # Everything is imported and the emulator built before dropping privileges (the
@@ -198,7 +217,7 @@ from nitroguard.testing import ephemeral_nsm
 nsm = ephemeral_nsm()
 nsm.get_random(1)
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
-r = seed_from_nsm(nsm, 512)
+r = seed_from_nsm(nsm, 512, credit_untrusted=True)  # refused anyway: unprivileged
 print(json.dumps({"method": r.method, "bits": r.credited_bits, "note": r.note}))
 """
 

@@ -224,7 +224,7 @@ def test_malformed_and_unreadable(tmp_path: Path) -> None:
     assert "truncated_file" in out.stderr
     code, doc = run_json("describe", bad)
     assert code == 1
-    assert doc["Error"]["reason"] == "truncated_file"
+    assert doc["error"]["reason"] == "truncated_file"
     out = run("describe", tmp_path / "nope.eif")
     assert out.returncode == 2
     assert "unreadable_input" in out.stderr

@@ -172,7 +172,7 @@ def test_build_from_oci(tmp_path: Path, blobs: Path) -> None:
     assert read_eif(out).header.arch == "aarch64"
     proc = run("build", "--oci", root, "--blobs", blobs, "-o", out, "--json")
     assert proc.returncode == 1
-    assert json.loads(proc.stdout)["Error"]["reason"] == "platform_not_found"
+    assert json.loads(proc.stdout)["error"]["reason"] == "platform_not_found"
     # implied parents: refused, or built with a warning when explicitly allowed
     implied = oci_layout(tmp_path / "imp", [tar_bytes([T("a/b", data=b"1")])],
                          {"config": {"Cmd": ["/a/b"]}})  # fmt: skip

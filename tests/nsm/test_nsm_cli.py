@@ -291,20 +291,25 @@ def test_cli_in_process(
         assert payload["nonce"] == b"\xaa" * 16
         assert list(payload["pcrs"]) == list(range(20))
         code, _, err = _main(capsys, *spec, "attest", "-o", str(tmp_path / "no" / "d"))
-        assert code == 1
+        assert code == 2  # an unwritable output is a usage error, for every command
         assert "cannot write" in err
+        assert "[unwritable_output]" in err
     code, _, err = _main(capsys, *spec, "describe")
     assert code == 1
     assert "[nsm_unavailable]" in err
 
     state = tmp_path / "state"
     code, out, err = _main(capsys, "pki", "--state", str(state), "--export-root", "-")
+    assert code == 2  # a typo must not mint a new root
+    assert "--init" in err
+    assert not state.exists()
+    code, out, err = _main(capsys, "pki", "--state", str(state), "--init", "--export-root", "-")
     assert code == 0
     assert out.startswith("-----BEGIN CERTIFICATE-----")
     assert "NOT AWS" in err
     code, _, err = _main(capsys, "pki", "--state", str(state), "--export-root", str(tmp_path))
-    assert code == 1
-    assert "cannot write" in err
+    assert code == 2
+    assert "[unwritable_output]" in err
 
     # serve, stopped by a SIGTERM delivered to this process.
     sock2 = tmp_path / "t.sock"

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,29 @@ def test_probe_in_process_text_and_refusal(
         == 0
     )
     out = capsys.readouterr()
-    assert out.out.strip() == f"{address}: PASSED"
-    assert "PASS garbage" in out.err
+    # Per-attack results are results: stdout, then the verdict (issue 14).
+    lines = out.out.strip().splitlines()
+    assert lines[0].startswith("PASS garbage")
+    assert lines[-1] == f"{address}: PASSED"
+    assert "PASS garbage" not in out.err
     assert _exit_code(["probe", "tcp://192.0.2.1:80", "--duration", "1"]) == 2
     assert "refusing to attack" in capsys.readouterr().err
+
+
+def test_unreachable_target_is_a_usage_error_not_a_vulnerable_service(
+    run_cli: Any, unused_tcp_address: str
+) -> None:
+    # Issue 14: a mistyped port used to be reported as a vulnerable service (exit 1).
+    for argv in (
+        ["probe", unused_tcp_address, "--attacks", "idle", "--duration", "0.5"],
+        ["probe", "leak", unused_tcp_address, "--class-a", "00", "--class-b", "01"],
+    ):
+        res = run_cli(*argv)
+        assert res.code == 2, res.err
+        assert f"cannot reach {unused_tcp_address}" in res.err
+        assert "[target_unreachable]" in res.err
+        assert "PASS" not in res.out
+        assert "FAIL" not in res.out
+        js = run_cli(*argv, "--json").json()
+        assert js["error"]["reason"] == "target_unreachable"
+        assert js["error"]["exit_code"] == 2

@@ -49,7 +49,12 @@ def test_serve_echo_passes_every_attack(
         address, "--attacks", "all", "--duration", "1", "--connections", "20", "--json"
     )
     report = json.loads(result.stdout)
-    assert set(report) == {"target", "attacks", "passed"}
+    assert set(report) == {
+        "target", "legit_client", "measured", "baseline_p50_ms", "baseline_p99_ms", "attacks",
+        "passed",
+    }  # fmt: skip
+    assert 0 <= report["baseline_p50_ms"] <= report["baseline_p99_ms"]
+    assert report["legit_client"] == "framed"
     assert report["target"] == address
     by_name = {a["name"]: a for a in report["attacks"]}
     assert list(by_name) == list(ATTACKS)

@@ -21,8 +21,9 @@ from collections.abc import Callable
 import pytest
 
 from nitroguard._cli import main
+from nitroguard.errors import ProbeError, Reason
 from nitroguard.probe import LeakConfig, run_leak
-from nitroguard.probe._leak import MAX_ERRORS, collect
+from nitroguard.probe._leak import MAX_ERRORS, analyse, collect
 from nitroguard.transport import BlockingClient, parse_address
 
 Spawn = Callable[..., tuple[subprocess.Popen[str], str]]
@@ -180,10 +181,17 @@ def test_no_server_gives_errors_not_a_hang(short_unix_path: str) -> None:
     samples = collect(address, config, rng=random.Random(5))
     assert sum(samples.errors) == MAX_ERRORS
     assert f"stopped after {MAX_ERRORS} failed requests" == samples.stopped
-    report = run_leak(f"unix://{short_unix_path}", config)
+    # No sample is never a pass (issue 14: SC-3 used to pass on "none" lengths).
+    report = analyse(str(address), config, samples)
     assert not report.passed
+    assert [c.passed for c in report.checks] == [False, False]
     assert "inconclusive" in report.checks[0].detail
+    assert report.checks[1].detail.startswith("inconclusive: 0 and 0 replies")
     assert report.checks[1].evidence["lengths"]["a"].keys() == {"none"}
+    # run_leak itself refuses first: one legitimate request gets no answer.
+    with pytest.raises(ProbeError, match="cannot reach") as info:
+        run_leak(f"unix://{short_unix_path}", config)
+    assert info.value.reason is Reason.TARGET_UNREACHABLE
 
 
 def test_duration_bounds_the_run(spawn_process: Spawn) -> None:

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -203,34 +202,32 @@ class TestPaths:
         assert failures == []
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nitroguard", "scan", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+@pytest.fixture
+def scan_cli(run_cli: Any) -> Any:
+    def run(*args: str) -> Any:
+        return run_cli("scan", *args)
+
+    return run
 
 
 class TestCli:
-    def test_json_and_exit_codes(self, tmp_path: Path) -> None:
+    def test_json_and_exit_codes(self, tmp_path: Path, scan_cli: Any) -> None:
         bad = tmp_path / "bad.py"
         bad.write_text("while True:\n    c = s.recv(10)\n    out.append(c)\n")
-        out = _cli(str(bad), "--json")
+        out = scan_cli(str(bad), "--json")
         assert out.returncode == 1
         report = json.loads(out.stdout)
         assert report["summary"]["fail"] == 1
         assert report["findings"][0]["id"] == "VS-3"
         warn = tmp_path / "warn.py"
         warn.write_text("ok = mac == x\n")
-        assert _cli(str(warn)).returncode == 0
-        strict = _cli(str(warn), "--strict")
+        assert scan_cli(str(warn)).returncode == 0
+        strict = scan_cli(str(warn), "--strict")
         assert strict.returncode == 1
         assert "SC-1" in strict.stdout
 
-    def test_missing_path_is_usage_error(self, tmp_path: Path) -> None:
-        out = _cli(str(tmp_path / "missing.py"))
+    def test_missing_path_is_usage_error(self, tmp_path: Path, scan_cli: Any) -> None:
+        out = scan_cli(str(tmp_path / "missing.py"))
         assert out.returncode == 2
         assert "no such file" in out.stderr
 

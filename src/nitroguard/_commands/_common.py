@@ -1,11 +1,14 @@
-"""Helpers shared by the CLI subcommands: input reading, hex/time parsing, JSON output."""
+"""Helpers shared by the CLI subcommands: the exit codes, input reading and output
+writing, hex/time parsing, JSON output (and its one error shape)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import datetime as dt
+import enum
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,7 +16,18 @@ from typing import Any
 
 from nitroguard.errors import ConfigError, Error, Reason
 
-__all__ = ["emit_json", "parse_hex", "parse_time", "read_blob"]
+__all__ = [
+    "USAGE_REASONS",
+    "ExitCode",
+    "emit_json",
+    "error_json",
+    "exit_code_for",
+    "parse_hex",
+    "parse_time",
+    "read_blob",
+    "unwritable",
+    "write_output",
+]
 
 #: The CLI never reads more than this from a file or stdin for a single blob.
 MAX_BLOB = 64 * 1024 * 1024
@@ -101,3 +115,83 @@ def emit_json(obj: Any) -> None:
     """Print one JSON object on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+class ExitCode(enum.IntEnum):
+    """The exit status of every `nitroguard` command (README, "Exit codes").
+
+    `INTERNAL` shares 1 with `FAILED` (an alias): a bug of ours is reported as a
+    failure, never as the caller's usage error.
+    """
+
+    OK = 0
+    #: A check, verification or attack failed (the answer is "no").
+    FAILED = 1
+    #: An unexpected exception (a bug): one line `internal error: TYPE: ...`.
+    INTERNAL = 1
+    #: Usage error: bad option or value, unreadable or empty input, unwritable output,
+    #: unreachable target.
+    USAGE = 2
+    #: Interrupted by Ctrl-C.
+    INTERRUPTED = 130
+
+
+#: Error reasons that mean the caller asked for something impossible (exit 2), not
+#: that a check failed (exit 1).
+USAGE_REASONS = frozenset(
+    {
+        Reason.INVALID_ARGUMENT,
+        Reason.UNREADABLE_INPUT,
+        Reason.UNWRITABLE_OUTPUT,
+        Reason.TARGET_UNREACHABLE,
+        Reason.REMOTE_TARGET_REFUSED,
+    }
+)
+
+
+def exit_code_for(exc: Error) -> ExitCode:
+    """The exit code for a nitroguard error that reached the top of a command."""
+    if isinstance(exc, ConfigError) or exc.reason in USAGE_REASONS:
+        return ExitCode.USAGE
+    return ExitCode.FAILED
+
+
+def error_json(*, code: ExitCode, reason: str, message: str, error_type: str) -> dict[str, Any]:
+    """The one error shape of every command's `--json` output (docs/cli.md)."""
+    return {
+        "error": {
+            "type": error_type,
+            "reason": reason,
+            "message": message,
+            "exit_code": int(code),
+        }
+    }
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file + rename), honouring the umask.
+
+    Raises:
+        Error: `unwritable_output` when the file cannot be written.
+    """
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        # O_EXCL + the umask: the same mode a plain `open(path, "w")` would give.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise unwritable(path, exc) from exc
+
+
+def unwritable(path: str | os.PathLike[str], exc: OSError) -> Error:
+    """The one error for an output file that cannot be written (exit 2)."""
+    return Error(f"cannot write {path}: {exc.strerror or exc}", Reason.UNWRITABLE_OUTPUT)

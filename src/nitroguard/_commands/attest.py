@@ -162,7 +162,6 @@ def _document_lines(doc: AttestationDocument) -> list[str]:
 
 def _inspect(args: argparse.Namespace) -> int:
     data = read_blob(args.file, limit=_MAX_INPUT)
-    sys.stderr.write(f"nitroguard: {_UNTRUSTED}\n")
     try:
         doc = AttestationDocument.parse(data)
     except (DecodeError, VerificationError) as exc:
@@ -181,6 +180,8 @@ def _inspect(args: argparse.Namespace) -> int:
             sys.stdout.write(f"MALFORMED  {args.file}\n  {step_label(exc)}: {exc.diagnostics()}\n")
         return 1
     if args.json:
+        # The warning is in the JSON object; say it once for a human reader too.
+        sys.stderr.write(f"nitroguard: {_UNTRUSTED}\n")
         emit_json(
             {
                 "verified": False,
@@ -235,7 +236,10 @@ def _verify(args: argparse.Namespace) -> int:
     if args.root:
         roots = []
         for path in args.root:
-            roots.extend(load_pem_roots(read_blob(path, limit=1 << 20, decode_text=False)))
+            try:
+                roots.extend(load_pem_roots(read_blob(path, limit=1 << 20, decode_text=False)))
+            except ConfigError as exc:
+                raise ConfigError(f"--root {path}: {exc.message}", exc.reason) from None
     pol = build_policy(args)
     data = read_blob(args.file, limit=_MAX_INPUT)
     verifier = Verifier(roots, cache_size=0)

@@ -235,6 +235,10 @@ def _report(
         _print_table(findings, summary, header, areas)
     if summary["fail"] or (args.strict and summary["warn"]):
         return 1
+    if args.strict and findings and summary["skip"] == len(findings):
+        # --strict promises that something was checked: all-skip proves nothing.
+        sys.stderr.write("nitroguard: --strict: every check was skipped; nothing was verified\n")
+        return 1
     return 0
 
 

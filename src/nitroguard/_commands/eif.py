@@ -23,10 +23,11 @@ Exit codes: 0 sound, 1 failed CRC / signature / check or malformed image,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nitroguard.errors import ConfigError, Error, Reason
 from nitroguard.findings import Finding, Status, summarize
@@ -187,13 +188,40 @@ def _certificate_view(image: EifImage, report: SignatureReport) -> dict[str, Any
     return view
 
 
-def _fail_json(exc: Error, as_json: bool) -> int:
-    usage = isinstance(exc, ConfigError) or exc.reason is Reason.UNREADABLE_INPUT
-    code = EXIT_USAGE if usage else EXIT_FAILED
-    if as_json:
-        emit_json({"Error": exc.to_dict()})
-    sys.stderr.write(f"nitroguard: {exc.diagnostics()}\n")
-    return code
+def _fail_json(exc: Error, as_json: bool) -> NoReturn:
+    # The CLI's one error path (`nitroguard._cli`) renders it: the same exit code,
+    # stderr line and `--json` error object as every other command.
+    del as_json
+    raise exc
+
+
+#: Inputs at least this large get a progress line on stderr (when it is a terminal).
+_PROGRESS_BYTES = 32 * 1024 * 1024
+
+
+def _progress(what: str, paths: list[str], *, tty: bool | None = None) -> None:
+    """One line on stderr before long work on large files, only for a terminal."""
+    if not (sys.stderr.isatty() if tty is None else tty):
+        return
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += Path(path).stat().st_size
+    if total >= _PROGRESS_BYTES:
+        sys.stderr.write(f"{what}: {total / (1 << 20):.0f} MiB to read and hash...\n")
+        sys.stderr.flush()
+
+
+def _nonempty(path: str) -> str:
+    """`path`, unless it is an empty regular file: the same `unreadable_input` (exit 2)
+    that `attest` gives for empty input, not a truncated-image failure."""
+    try:
+        empty = Path(path).stat().st_size == 0 and Path(path).is_file()
+    except OSError:
+        return path  # the reader reports it, with its own reason
+    if empty:
+        raise Error(f"{path}: empty input", Reason.UNREADABLE_INPUT)
+    return path
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -202,12 +230,19 @@ def _describe(args: argparse.Namespace) -> int:
     # The clock is read once, here, at the boundary.
     at = parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
     try:
-        image = read_eif(args.file, check_crc=False)
+        _progress(f"eif describe {args.file}", [args.file])
+        image = read_eif(_nonempty(args.file), check_crc=False)
     except Error as exc:
         return _fail_json(exc, args.json)
     report = image.check_signature(at)
     findings = static_checks(image)
     allowed = {a.upper() for a in args.allow}
+    unknown = sorted(allowed - {f.id for f in findings})
+    if unknown:
+        raise ConfigError(
+            f"--allow: unknown finding id(s) {', '.join(unknown)}; "
+            f"known: {', '.join(f.id for f in findings)}"
+        )
     failed_findings = [f for f in findings if f.status is Status.FAIL and f.id not in allowed]
     problems: list[str] = []
     if not image.crc_ok:
@@ -319,7 +354,7 @@ def _pcr(args: argparse.Namespace) -> int:
     from nitroguard.eif import read_eif
 
     try:
-        image = read_eif(args.file)
+        image = read_eif(_nonempty(args.file))
     except Error as exc:
         return _fail_json(exc, args.json)
     values = image.measurements.as_hex()
@@ -338,7 +373,7 @@ def _diff(args: argparse.Namespace) -> int:
     from nitroguard.eif import diff_images
 
     try:
-        result = diff_images(args.a, args.b)
+        result = diff_images(_nonempty(args.a), _nonempty(args.b))
     except Error as exc:
         return _fail_json(exc, args.json)
     code = EXIT_OK if result.same_measurements else EXIT_FAILED
@@ -372,9 +407,20 @@ def _read_file(path: str, what: str) -> bytes:
 
 
 def _text_or_file(value: str, what: str) -> bytes:
-    if value.startswith("@"):
-        return _read_file(value[1:], what)
-    return value.encode()
+    # surrogateescape: argv bytes that are not UTF-8 come back as they were given.
+    data = (
+        _read_file(value[1:], what)
+        if value.startswith("@")
+        else value.encode("utf-8", "surrogateescape")
+    )
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # nitro-cli reads the cmdline as UTF-8 text; other bytes cannot be measured alike.
+        raise ConfigError(
+            f"--{what}: not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"
+        ) from None
+    return data
 
 
 def _signer(cert_path: str, key_path: str) -> Signer:
@@ -415,7 +461,8 @@ def _sign(args: argparse.Namespace) -> int:
 
     signer = _signer(args.sign_cert, args.sign_key)
     try:
-        result = sign_eif(args.file, args.output, signer=signer)
+        _progress(f"eif sign {args.file}", [args.file])
+        result = sign_eif(_nonempty(args.file), args.output, signer=signer)
     except Error as exc:
         return _fail_json(exc, args.json)
     _print_result(result, args.json)
@@ -461,6 +508,7 @@ def _build(args: argparse.Namespace) -> int:
     if (args.sign_cert is None) != (args.sign_key is None):
         raise ConfigError("--sign-cert and --sign-key go together")
     signer = _signer(args.sign_cert, args.sign_key) if args.sign_cert else None
+    _progress(f"eif build {args.output}", [args.kernel, *args.ramdisk])
     result = build_eif(
         args.output,
         kernel=args.kernel,

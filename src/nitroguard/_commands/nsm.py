@@ -23,8 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from nitroguard._commands._common import emit_json, parse_hex
-from nitroguard.errors import ConfigError, Error, Reason
+from nitroguard._commands._common import emit_json, parse_hex, write_output
+from nitroguard.errors import ConfigError
 
 if TYPE_CHECKING:
     from nitroguard.nsm import Nsm
@@ -49,6 +49,15 @@ def _count(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
+    return number
+
+
+def _random_count(value: str) -> int:
+    from nitroguard.nsm import MAX_RANDOM_BYTES
+
+    number = _count(value)
+    if number > MAX_RANDOM_BYTES:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_RANDOM_BYTES}: {value!r}")
     return number
 
 
@@ -95,7 +104,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_lock_range)
 
     p = actions.add_parser("random", help="N bytes from the NSM's RNG, hex")
-    p.add_argument("count", type=_count, metavar="N")
+    p.add_argument("count", type=_random_count, metavar="N")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_random)
 
@@ -130,7 +139,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_serve)
 
     p = actions.add_parser("pki", help="manage the emulator's PKI (export its root to pin)")
-    p.add_argument("--state", metavar="DIR", help="emulator PKI state directory")
+    p.add_argument(
+        "--state",
+        metavar="DIR",
+        help="emulator PKI state directory; must exist unless --init (a typo must not "
+        "silently mint a new root)",
+    )
+    p.add_argument(
+        "--init", action="store_true", help="create the state directory and a new root if missing"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON (fingerprint, output)")
     p.add_argument(
         "--export-root", required=True, metavar="FILE", help="write the root PEM here ('-': stdout)"
     )
@@ -235,12 +253,7 @@ def _attest(args: argparse.Namespace) -> int:
     with _open(args) as nsm:
         document = nsm.get_attestation(**fields)
     if args.output:
-        try:
-            Path(args.output).write_bytes(document)
-        except OSError as exc:
-            raise Error(
-                f"cannot write {args.output}: {exc.strerror}", Reason.INTERNAL_ERROR
-            ) from exc
+        write_output(args.output, document)
     if args.json:
         emit_json(
             {
@@ -275,17 +288,24 @@ def _parse_pcrs(items: list[str]) -> dict[int, bytes]:
 def _pki(args: argparse.Namespace) -> int:
     from nitroguard.nsm import EmulatorPki
 
+    if args.state is not None and not args.init and not Path(args.state).is_dir():
+        raise ConfigError(
+            f"--state: no emulator state at {args.state} (pass --init to create a new root there)"
+        )
     pki = EmulatorPki(args.state)
-    if args.export_root == "-":
+    if args.export_root == "-" and not args.json:
         sys.stdout.buffer.write(pki.root_pem)
         sys.stdout.flush()
-    else:
-        try:
-            Path(args.export_root).write_bytes(pki.root_pem)
-        except OSError as exc:
-            raise Error(
-                f"cannot write {args.export_root}: {exc.strerror}", Reason.INTERNAL_ERROR
-            ) from exc
+    elif args.export_root != "-":
+        write_output(args.export_root, pki.root_pem)
+    if args.json:
+        emit_json(
+            {
+                "root_sha256": pki.root_fingerprint,
+                "output": None if args.export_root == "-" else args.export_root,
+                "root_pem": pki.root_pem.decode("ascii"),
+            }
+        )
     sys.stderr.write(f"emulator root (NOT AWS) sha256 {pki.root_fingerprint}\n")
     return 0
 

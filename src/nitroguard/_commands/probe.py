@@ -37,6 +37,7 @@ from nitroguard.probe.stats import DEFAULT_THRESHOLD
 
 _USAGE = """nitroguard probe ADDRESS [--attacks LIST|all] [--connections N] [--duration S]
            [--request-hex HEX] [--sla S] [--seed N] [--allow-remote] [--json]
+           [--channel [--root PEM]... [--pcr N=HEX]... [--service NAME] [--allow-debug]]
        nitroguard probe leak ADDRESS --class-a HEX --class-b HEX [--samples N]
            [--threshold T] [--duration S] [--timeout S] [--warmup N] [--seed N]
            [--allow-remote] [--json]"""
@@ -133,6 +134,41 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="N",
         help=f"discarded requests sent first (default {_LEAK_DEFAULTS.warmup})",
     )
+    chan = parser.add_argument_group(
+        "channel (probe an EnclaveApp: the legitimate client does an attested handshake)"
+    )
+    chan.add_argument(
+        "--channel",
+        action="store_true",
+        help="legitimate client: full attested-channel handshake + one request/response",
+    )
+    chan.add_argument(
+        "--root",
+        metavar="PEM",
+        action="append",
+        default=[],
+        help="with --channel: trust root PEM instead of the AWS root (e.g. the emulator's, "
+        "from `nitroguard nsm pki --export-root`); repeatable",
+    )
+    chan.add_argument(
+        "--pcr",
+        metavar="N=HEX",
+        action="append",
+        default=[],
+        help="with --channel: require PCR N to equal HEX; repeatable",
+    )
+    chan.add_argument(
+        "--service",
+        metavar="NAME",
+        default=None,
+        help="with --channel: the EnclaveApp's name its documents bind (user_data); "
+        "required to probe an EnclaveApp",
+    )
+    chan.add_argument(
+        "--allow-debug",
+        action="store_true",
+        help="with --channel: accept a debug-mode enclave (development only)",
+    )
     parser.add_argument(
         "--allow-remote",
         action="store_true",
@@ -154,14 +190,15 @@ def _attack_list(text: str) -> list[str]:
     return names
 
 
-def _progress(result: AttackResult) -> None:
+def _result_line(result: AttackResult) -> None:
+    # Per-attack results are the results: stdout (issue 14). Progress is on stderr.
     mark = "PASS" if result.passed else "FAIL"
-    sys.stderr.write(
+    sys.stdout.write(
         f"{mark} {result.name:<13} p50 {result.legit_p50_ms:8.1f} ms"
         f"  p99 {result.legit_p99_ms:8.1f} ms  closed {result.closed_by_server:4d}"
         f"  {result.detail}\n"
     )
-    sys.stderr.flush()
+    sys.stdout.flush()
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
@@ -169,10 +206,10 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def _refused(exc: ProbeError) -> ConfigError:
-    # Refusing a target or a bad parameter is a usage error, not a failed check.
-    return ConfigError(
-        exc.message, exc.reason if exc.reason is Reason.REMOTE_TARGET_REFUSED else None
-    )
+    # Refusing a target, an unreachable target or a bad parameter is a usage error
+    # (exit 2), not a failed check: a mistyped port is not a vulnerable service.
+    kept = (Reason.REMOTE_TARGET_REFUSED, Reason.TARGET_UNREACHABLE)
+    return ConfigError(exc.message, exc.reason if exc.reason in kept else None)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -184,6 +221,7 @@ def _run(args: argparse.Namespace) -> int:
     if wrong:
         raise ConfigError(f"{', '.join(wrong)}: only for 'nitroguard probe leak'")
     attacks = _attack_list(args.attacks if args.attacks is not None else "all")
+    check = _channel_check(args)
     request = parse_hex(
         args.request_hex if args.request_hex is not None else DEFAULT_REQUEST.hex(),
         "--request-hex",
@@ -196,9 +234,15 @@ def _run(args: argparse.Namespace) -> int:
             sla=args.sla if args.sla is not None else 1.0,
             allow_remote=args.allow_remote,
             seed=args.seed,
+            channel=check,
         )
+        if sys.stderr.isatty():
+            sys.stderr.write(
+                f"probing {args.address}: {len(attacks)} attack(s) of {config.duration:g} s "
+                "each, after one legitimate request\n"
+            )
         report = asyncio.run(
-            run_probe(args.address, attacks, config, on_result=None if args.json else _progress)
+            run_probe(args.address, attacks, config, on_result=None if args.json else _result_line)
         )
     except ProbeError as exc:
         raise _refused(exc) from exc
@@ -213,10 +257,51 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _channel_check(args: argparse.Namespace) -> Any:
+    """The `DocumentCheck` that --channel, --root, --pcr and --allow-debug describe."""
+    if not args.channel:
+        given = [
+            f
+            for f, v in (("--root", args.root), ("--pcr", args.pcr), ("--service", args.service))
+            if v
+        ]
+        given += ["--allow-debug"] if args.allow_debug else []
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --channel")
+        return None
+    from nitroguard._commands._common import read_blob
+    from nitroguard.attestation import load_pem_roots, policy
+    from nitroguard.channel.verify import DocumentCheck
+
+    roots: list[Any] = []
+    for path in args.root:
+        try:
+            roots.extend(load_pem_roots(read_blob(path, limit=1 << 20, decode_text=False)))
+        except ConfigError as exc:
+            raise ConfigError(f"--root {path}: {exc.message}", exc.reason) from None
+    expected: dict[int, bytes] = {}
+    for text in args.pcr:
+        index, sep, value = text.partition("=")
+        if not sep or not index.strip().isdigit():
+            raise ConfigError(f"--pcr expects N=HEX, got {text!r}")
+        expected[int(index)] = parse_hex(value, f"--pcr {index}")
+    if not expected and args.allow_debug:
+        raise ConfigError("--allow-debug needs --pcr (pin what the debug enclave runs)")
+    # Without --pcr the probe only needs a genuine, non-debug enclave on the other end.
+    return DocumentCheck(
+        policy.PCRs(expected) if expected else policy.NotDebug(),
+        roots=roots or None,
+        allow_debug=args.allow_debug,
+        service=args.service,
+    )
+
+
 def _run_leak(args: argparse.Namespace) -> int:
     if args.leak_target is None:
         raise ConfigError("probe leak needs an ADDRESS")
     wrong = _given(args, _ATTACK_ONLY)
+    if args.channel or args.root or args.pcr or args.allow_debug or args.service:
+        wrong.append("--channel/--root/--pcr/--service/--allow-debug")
     if wrong:
         raise ConfigError(f"{', '.join(wrong)}: not an option of 'nitroguard probe leak'")
     if args.class_a is None or args.class_b is None:
@@ -234,6 +319,11 @@ def _run_leak(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             seed=args.seed,
         )
+        if sys.stderr.isatty():
+            sys.stderr.write(
+                f"probe leak {args.leak_target}: up to {config.samples} samples "
+                f"or {config.duration:g} s\n"
+            )
         report = run_leak(args.leak_target, config)
     except ProbeError as exc:
         raise _refused(exc) from exc

@@ -49,6 +49,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
+#: leaky-compare's busy work per matching byte is bounded: a second per byte already
+#: makes a demo unusable, and a huge value would hang the service.
+_MAX_DELAY_US = 1e6
+
+
+def _delay_us(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of microseconds: {text!r}") from None
+    if not 0 < value <= _MAX_DELAY_US:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of microseconds, at most {_MAX_DELAY_US:g}: {text!r}"
+        )
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -172,7 +189,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--delay-us",
-        type=_positive_float,
+        type=_delay_us,
         default=DEFAULT_DELAY * 1e6,
         metavar="US",
         help=(

@@ -30,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
@@ -54,7 +56,7 @@ from nitroguard.channel.handshake import (
     ServerIdentity,
     channel_user_data,
 )
-from nitroguard.errors import ChannelError, ConfigError, Error, Reason
+from nitroguard.errors import ChannelError, ConfigError, Error, InsecureEnvironment, Reason
 from nitroguard.findings import Finding, Status
 from nitroguard.transport import Address, ServerLimits
 
@@ -208,6 +210,9 @@ class AppConfig:
     """Where the NSM randomness goes (tests point it at a file)."""
     waive: frozenset[str] = frozenset()
     """[NITROGUARD_AUDIT_WAIVE, comma-separated] audit check ids whose failure is accepted."""
+    nsm_root: str | None = None
+    """[NITROGUARD_NSM_ROOT] development: the emulator's root PEM (`nitroguard nsm pki
+    --export-root`), so the self-attestation checks verify against an emulator."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AppConfig:
@@ -255,6 +260,8 @@ class AppConfig:
             values["waive"] = frozenset(
                 w.strip().upper() for w in env["NITROGUARD_AUDIT_WAIVE"].split(",") if w.strip()
             )
+        if env.get("NITROGUARD_NSM_ROOT"):
+            values["nsm_root"] = env["NITROGUARD_NSM_ROOT"]
         values.update(overrides)
         return cls(**values)
 
@@ -549,16 +556,24 @@ class EnclaveApp:
         if nsm is None:
             nsm = open_nsm(config.nsm)
         log.info("%s: starting in %s mode", self.name, config.mode.value)
+        roots = _audit_roots(config, nsm)
         # (1) Audit: fail closed in production, warn in development.
         if config.mode is Mode.PRODUCTION:
             findings = await asyncio.to_thread(
-                audit.require_secure_environment, probe, nsm, waive=config.waive, logger=log
+                functools.partial(
+                    audit.require_secure_environment,
+                    probe,
+                    nsm,
+                    waive=config.waive,
+                    roots=roots,
+                    logger=log,
+                )
             )
             log.info("%s: environment audit passed", self.name)
         else:
-            pki = getattr(nsm, "pki", None)
-            roots = [pki.root_certificate] if pki is not None else None
             findings = await asyncio.to_thread(audit.run, probe, nsm, roots=roots)
+            if roots is None and not _is_device(nsm):
+                findings = [_root_not_given(f) for f in findings]
             log.warning(
                 "%s: DEVELOPMENT MODE: the audit below is NOT enforced; never deploy this",
                 self.name,
@@ -874,10 +889,22 @@ class EnclaveApp:
         return {"document": document}
 
     def run(self, config: AppConfig | None = None, *, nsm: Any = None) -> None:
-        """Start and serve until SIGTERM or SIGINT (blocking)."""
+        """Start and serve until SIGTERM or SIGINT (blocking): the application's `main`.
+
+        Logs at INFO on stderr unless the application configured logging itself.
+        An expected start-up failure (a bad ``NITROGUARD_*`` setting, no NSM, a port
+        in use, a failing audit) prints what failed and how to fix it, without a
+        traceback, and exits non-zero (2 for configuration, 1 otherwise).
+        """
+        if not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+            )
 
         async def main() -> None:
             app = await self.start(config, nsm=nsm)
+            sys.stderr.write(f"serving on {app.address}\n")
+            sys.stderr.flush()
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -886,7 +913,77 @@ class EnclaveApp:
             log.info("%s: stopping", self.name)
             await app.close()
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except InsecureEnvironment as exc:
+            for finding in exc.findings:
+                sys.stderr.write(
+                    f"audit {finding.id} {finding.status.value}: {finding.title}\n"
+                    f"  evidence: {finding.evidence}\n"
+                    + (f"  fix: {finding.remediation}\n" if finding.remediation else "")
+                )
+            sys.stderr.write(f"{self.name}: refusing to start\n")
+            raise SystemExit(1) from None
+        except ConfigError as exc:
+            sys.stderr.write(f"error: {exc.message}\n")
+            raise SystemExit(2) from None
+        except Error as exc:
+            sys.stderr.write(f"error: {exc.diagnostics()}\n{self.name}: cannot start\n")
+            raise SystemExit(1) from None
+        except OSError as exc:
+            # Binding the listener: a port in use, a socket path we may not create.
+            listen = config.listen if config is not None else "the listen address"
+            sys.stderr.write(
+                f"error: cannot listen on {listen}: {exc.strerror or exc}\n"
+                f"{self.name}: cannot start\n"
+            )
+            raise SystemExit(1) from None
+
+
+#: Checks that verify the NSM's own attestation document against a root.
+_SELF_ATTESTATION_CHECKS = frozenset({"ATT-2", "TIME-3"})
+
+
+def _is_device(nsm: Any) -> bool:
+    from nitroguard.nsm import DeviceNsm
+
+    return isinstance(nsm, DeviceNsm)
+
+
+def _audit_roots(config: AppConfig, nsm: Any) -> list[Any] | None:
+    """Trust roots for the self-attestation: $NITROGUARD_NSM_ROOT, an in-process
+    emulator's own root, else None (the pinned AWS root)."""
+    if config.nsm_root is not None:
+        from nitroguard.attestation import load_pem_roots
+
+        try:
+            with open(config.nsm_root, "rb") as fh:
+                data = fh.read(1 << 20)
+        except OSError as exc:
+            raise ConfigError(
+                f"$NITROGUARD_NSM_ROOT: cannot read {config.nsm_root}: {exc.strerror}"
+            ) from None
+        try:
+            return list(load_pem_roots(data))
+        except ConfigError as exc:
+            raise ConfigError(f"$NITROGUARD_NSM_ROOT: {config.nsm_root}: {exc.message}") from None
+    if config.mode is Mode.PRODUCTION:
+        return None  # production trusts only the pinned AWS root, or an explicit one
+    pki = getattr(nsm, "pki", None)
+    return [pki.root_certificate] if pki is not None else None
+
+
+def _root_not_given(finding: Finding) -> Finding:
+    """A self-attestation check that failed only because an emulator's document does
+    not chain to the AWS root: a skip in development, not a finding."""
+    if finding.id in _SELF_ATTESTATION_CHECKS and Reason.UNTRUSTED_ROOT.value in finding.evidence:
+        return dataclasses.replace(
+            finding,
+            status=Status.SKIP,
+            evidence="emulator root not given (set $NITROGUARD_NSM_ROOT to the PEM of "
+            "`nitroguard nsm pki --export-root`)",
+        )
+    return finding
 
 
 def _fingerprint(public_key: bytes) -> str:

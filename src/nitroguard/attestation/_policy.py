@@ -27,6 +27,7 @@ from nitroguard.errors import ConfigError, PolicyError, Reason
 
 __all__ = [
     "DEBUG_PCRS",
+    "MAX_AGE_LIMIT",
     "MIN_NONCE_LENGTH",
     "AllOf",
     "AnyOf",
@@ -235,6 +236,11 @@ class Nonce:
         return f"Nonce({len(self.expected)} bytes)"
 
 
+#: The largest `MaxAge` (and skew) in seconds, about 100 years: anything larger
+#: (inf, 1e306) is a mistake, and would overflow the millisecond arithmetic.
+MAX_AGE_LIMIT: float = 100 * 365.25 * 86400
+
+
 class MaxAge:
     """The document `timestamp` must be recent relative to the verification time.
 
@@ -252,12 +258,15 @@ class MaxAge:
             skew: how far in the future a timestamp may be, >= 0.
 
         Raises:
-            ConfigError: when `seconds` <= 0 or `skew` < 0.
+            ConfigError: when `seconds` <= 0 or `skew` < 0, or either is over
+                `MAX_AGE_LIMIT` (inf and nan included).
         """
-        if not seconds > 0:
-            raise ConfigError(f"max age must be > 0 seconds, got {seconds!r}")
-        if not skew >= 0:
-            raise ConfigError(f"skew must be >= 0 seconds, got {skew!r}")
+        if not 0 < seconds <= MAX_AGE_LIMIT:
+            raise ConfigError(
+                f"max age must be > 0 and <= {MAX_AGE_LIMIT:g} seconds, got {seconds!r}"
+            )
+        if not 0 <= skew <= MAX_AGE_LIMIT:
+            raise ConfigError(f"skew must be >= 0 and <= {MAX_AGE_LIMIT:g} seconds, got {skew!r}")
         self.max_age_ms = round(seconds * 1000)
         self.skew_ms = round(skew * 1000)
 

@@ -39,8 +39,8 @@ __all__ = ["enclave_signals"]
 def enclave_signals(facts: Facts) -> list[str]:
     """The evidence that this is a Nitro Enclave (empty when there is none)."""
     signals = []
-    if facts.nsm is not None:
-        signals.append("an NSM handle was given")
+    if facts.nsm is not None and facts.nsm_is_device:
+        signals.append("an NSM device handle was given")
     if facts.dev_nsm is not None:
         signals.append(f"{facts.dev_nsm.path} exists")
     for read in (*facts.rng_current, *facts.rng_available):
@@ -59,9 +59,14 @@ def check_env(facts: Facts, options: Options) -> Finding:
     signals = enclave_signals(facts)
     if signals:
         return Finding(ENV_ID, title, Status.PASS, "; ".join(signals))
+    handle = (
+        "an emulator NSM handle (not evidence of an enclave)"
+        if facts.nsm is not None
+        else "no NSM handle"
+    )
     looked = (
         "/dev/nsm absent, no nsm-hwrng in hw_random, no NSM virtio device (id 0x21), "
-        f"no NSM handle (root {facts.root})"
+        f"{handle} (root {facts.root})"
     )
     return Finding(
         ENV_ID,

@@ -19,7 +19,7 @@ import os
 import struct
 
 from nitroguard.errors import AuditError, NsmError, Reason
-from nitroguard.nsm import IoctlFunc, RandomSource
+from nitroguard.nsm import DeviceNsm, IoctlFunc, RandomSource
 
 __all__ = [
     "RNDADDENTROPY",
@@ -117,6 +117,7 @@ def seed_from_nsm(
     device: str = "/dev/random",
     ioctl: IoctlFunc | None = None,
     bits_per_byte: int = 8,
+    credit_untrusted: bool = False,
 ) -> SeedReport:
     """Feed `nbytes` of NSM randomness into the kernel pool, crediting it if allowed.
 
@@ -126,12 +127,18 @@ def seed_from_nsm(
     refused (EPERM: not root / no CAP_SYS_ADMIN) the same bytes are written to the
     device instead: mixed into the pool but not credited, and the report says so.
 
+    Only a `DeviceNsm` (the kernel's /dev/nsm) is credited: bytes from an emulator or
+    any other source are written without credit, and the report and log say so, since
+    crediting them would tell the kernel it holds hardware entropy it does not have.
+
     Args:
         nsm: the NSM (device or emulator).
         nbytes: how many random bytes to feed (1..65536).
         device: the random device (tests point this at a temporary file).
         ioctl: the ioctl call, ``(fd, request, arg) -> result`` (default `fcntl.ioctl`).
         bits_per_byte: entropy credited per byte (0..8).
+        credit_untrusted: credit bytes from an NSM that is not a `DeviceNsm` anyway
+            (tests that drive the ioctl path with an emulator; never in production).
 
     Returns:
         A `SeedReport`.
@@ -153,6 +160,17 @@ def seed_from_nsm(
         raise AuditError(
             f"cannot open {device} for writing: {exc.strerror}", Reason.INTERNAL_ERROR
         ) from exc
+    if not isinstance(nsm, DeviceNsm) and not credit_untrusted:
+        try:
+            note = (
+                f"{type(nsm).__name__} is not the NSM device: wrote {len(data)} bytes to "
+                f"{device} without entropy credit"
+            )
+            log.warning("seed_from_nsm: %s", note)
+            _write_all(fd, data, device)
+            return SeedReport(len(data), replies, 0, "write", note)
+        finally:
+            os.close(fd)
     try:
         credited = done = 0
         try:

@@ -28,7 +28,7 @@ from nitroguard.audit._parent_parse import (
 )
 from nitroguard.audit._system import FileRead, NodeInfo, SystemReader
 from nitroguard.errors import ConfigError, Error
-from nitroguard.nsm import NsmDescription, ReadOnlyNsm
+from nitroguard.nsm import DeviceNsm, NsmDescription, ReadOnlyNsm
 
 __all__ = [
     "HWRNG_DIRS",
@@ -112,6 +112,9 @@ class Facts:
     wall_time: float | None
     build_date: dt.datetime = BUILD_DATE
     nsm: NsmFacts | None = None
+    #: The NSM handle is the kernel device (`DeviceNsm`). An emulator or socket handle
+    #: answers the same requests but proves nothing about where we run (ENV-1).
+    nsm_is_device: bool = False
 
 
 def first_present(reads: tuple[FileRead, ...]) -> FileRead:
@@ -229,6 +232,7 @@ def gather(
         nsm=None
         if nsm is None
         else _gather_nsm(nsm, probe, roots=roots, verifier=verifier, nonce=nonce),
+        nsm_is_device=isinstance(nsm, DeviceNsm),
     )
 
 

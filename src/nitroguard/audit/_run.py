@@ -94,7 +94,9 @@ def evaluate(
     from nitroguard.audit._checks_rng_time import enclave_signals
 
     options = options if options is not None else Options()
-    inside = bool(enclave_signals(facts))
+    # An emulator handle is no evidence of an enclave (ENV-1 skips), but whoever gave
+    # one wants the enclave checks judged against it, as they would be inside.
+    inside = bool(enclave_signals(facts)) or facts.nsm is not None
     findings = []
     for check in checks:
         finding = check.func(facts, options)

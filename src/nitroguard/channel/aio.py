@@ -39,6 +39,7 @@ from nitroguard.channel.record import RecordLimits
 from nitroguard.channel.verify import DEFAULT_MAX_AGE, DocumentCheck
 from nitroguard.errors import (
     ChannelError,
+    DecryptionError,
     Error,
     LocalProtocolError,
     Reason,
@@ -144,7 +145,12 @@ class SecureChannel:
                 return None
             frame = await self._frames.recv_frame()
             if frame is None:
-                self._conn.receive_eof()  # raises unless the peer closed properly
+                try:
+                    self._conn.receive_eof()  # raises unless the peer closed properly
+                except DecryptionError:
+                    # The stream's end is visible to the parent anyway: say what it
+                    # was (the server logs it), rather than an opaque record failure.
+                    raise DecryptionError("peer closed without authenticated close") from None
                 return None
             for event in self._conn.receive_frame(frame):
                 if isinstance(event, DataReceived) and event.data:

@@ -34,6 +34,8 @@ class BlockingChannel:
         self._conn = conn
         self._client = client
         self._messages = MessageBuffer(max_message)
+        #: The stream failed under us (I/O or record error): no CLOSE can follow.
+        self._broken = False
 
     @property
     def handshake(self) -> HandshakeComplete:
@@ -43,8 +45,12 @@ class BlockingChannel:
         return self._conn.handshake
 
     def _flush(self) -> None:
-        for frame in self._conn.data_to_send():
-            self._client.send_frame(bytes(frame))
+        try:
+            for frame in self._conn.data_to_send():
+                self._client.send_frame(bytes(frame))
+        except Error:
+            self._broken = True
+            raise
 
     def send(self, data: bytes) -> None:
         """Encrypt and send `data`."""
@@ -58,10 +64,14 @@ class BlockingChannel:
             DecryptionError: any record failure, truncation included (opaque).
         """
         while not self._conn.peer_closed:
-            frame = self._client.recv_frame()
-            if frame is None:
-                self._conn.receive_eof()
-                return None
+            try:
+                frame = self._client.recv_frame()
+                if frame is None:
+                    self._conn.receive_eof()
+                    return None
+            except Error:
+                self._broken = True
+                raise
             for event in self._conn.receive_frame(frame):
                 if isinstance(event, DataReceived) and event.data:
                     return event.data
@@ -114,10 +124,13 @@ class BlockingChannel:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.close()
-        else:
+        # An exception of the application (its own bug, an error reply it did not
+        # expect) leaves a sound channel: end it with the authenticated CLOSE, so the
+        # server does not log a truncation. Only a broken stream is aborted.
+        if self._broken or self._conn.state is ConnectionState.ERROR:
             self.abort()
+        else:
+            self.close()
 
     def abort(self) -> None:
         """Close the socket WITHOUT the authenticated CLOSE (the peer sees truncation)."""

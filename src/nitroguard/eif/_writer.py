@@ -283,8 +283,10 @@ def build_eif(
     out = Path(output)
     try:
         fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        # mkstemp makes 0600; the finished image gets what `open()` would give (umask).
+        os.fchmod(fd, 0o666 & ~_umask())
     except OSError as exc:
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
+        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as fh:
@@ -294,11 +296,18 @@ def build_eif(
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
+        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return dataclasses.replace(result, path=out)
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _write(  # noqa: PLR0917 - private helper with one caller
@@ -425,8 +434,10 @@ def sign_eif(
     out = Path(output)
     try:
         fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        # mkstemp makes 0600; the finished image gets what `open()` would give (umask).
+        os.fchmod(fd, 0o666 & ~_umask())
     except OSError as exc:
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
+        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as dst:
@@ -461,7 +472,7 @@ def sign_eif(
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
+        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -20,6 +20,7 @@ from nitroguard.nsm._emulator import DEFAULT_IMAGE_PCRS, EmulatedNsm, extend
 from nitroguard.nsm._interface import (
     DEFAULT_DEVICE,
     ENV_VAR,
+    MAX_RANDOM_BYTES,
     Attesting,
     Describing,
     IoctlFunc,
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_IMAGE_PCRS",
     "ENV_VAR",
     "EPHEMERAL_SPECS",
+    "MAX_RANDOM_BYTES",
     "NSM_IOCTL_RAW",
     "Attesting",
     "Describing",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, final
 
 from nitroguard.errors import Error, ProbeError
-from nitroguard.probe._probe import check_target
+from nitroguard.probe._probe import check_target, preflight
 from nitroguard.probe.stats import DEFAULT_THRESHOLD, TimingTest, length_counts, timing_test
 from nitroguard.transport import Address, BlockingClient
 
@@ -311,8 +311,16 @@ def _sc3(samples: LeakSamples, threshold: float) -> LeakCheck:
     def show(c: dict[int, int]) -> str:
         return ", ".join(f"{_length_key(k)} x{v}" for k, v in c.items()) or "nothing"
 
-    if not la or not lb:
-        return LeakCheck("SC-3", False, f"inconclusive: {len(la)} and {len(lb)} replies", evidence)
+    # A request that got no reply has no length to compare: never a pass on those.
+    replied_a = sum(1 for x in la if x != NO_REPLY)
+    replied_b = sum(1 for x in lb if x != NO_REPLY)
+    if not replied_a or not replied_b:
+        return LeakCheck(
+            "SC-3",
+            False,
+            f"inconclusive: {replied_a} and {replied_b} replies (no samples to compare)",
+            evidence,
+        )
     if set(ca) != set(cb):
         detail = (
             f"reply lengths differ between the classes: A {show(ca)}; B {show(cb)} "
@@ -380,9 +388,11 @@ def run_leak(target: str | Address, config: LeakConfig) -> LeakReport:
         The `LeakReport`.
 
     Raises:
-        ProbeError: ``remote_target_refused``.
+        ProbeError: ``remote_target_refused``, or ``target_unreachable`` when one
+            legitimate request made first gets no answer.
         ConfigError: ``invalid_address``.
     """
     address = check_target(target, allow_remote=config.allow_remote)
+    preflight(address, config.class_a, config.timeout)
     samples = collect(address, config, rng=random.Random(config.seed))
     return analyse(str(address), config, samples)

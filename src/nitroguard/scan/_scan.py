@@ -37,6 +37,8 @@ def scan_source(source: str, filename: str = "<string>") -> list[Finding]:
                 "source parses",
                 Status.SKIP,
                 f"{filename}:{line}: not valid Python ({exc.__class__.__name__}); not scanned",
+                file=filename,
+                line=line or None,
             )
         ]
     visitor = Visitor()
@@ -52,6 +54,8 @@ def scan_source(source: str, filename: str = "<string>") -> list[Finding]:
                 hit.status,
                 f"{filename}:{hit.line}: {hit.message}" + (f"  | {code}" if code else ""),
                 hit.remediation,
+                file=filename,
+                line=hit.line,
             )
         )
     return findings
@@ -66,6 +70,9 @@ def _iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                     yield sub
         elif path.is_file():
             yield path
+        elif path.exists():
+            # A FIFO would block the read, a device would never end: refuse by name.
+            raise ConfigError(f"{path}: not a regular file or directory", Reason.INVALID_ARGUMENT)
         else:
             raise ConfigError(f"{path}: no such file or directory", Reason.INVALID_ARGUMENT)
 
