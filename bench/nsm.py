@@ -113,6 +113,7 @@ def bench_socket(seconds: float) -> dict[str, float]:
                 str(path),
                 "--state",
                 str(Path(tmp) / "state"),
+                "--init",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -57,6 +57,7 @@ def start_server(tmp_path: Path, *extra: str) -> Served:
             str(sock),
             "--state",
             str(state),
+            "--init",
             *extra,
         ],
         stdout=subprocess.PIPE,
@@ -323,6 +324,10 @@ def test_cli_in_process(
     assert out == f"listening on unix://{sock2}\n"
     assert "emulator stopped" in err
     assert not sock2.exists()
+    code, _, err = _main(capsys, "serve", "--socket", str(sock2), "--state", str(tmp_path / "typo"))
+    assert code == 2  # the same rule as pki: no silent new root
+    assert "--init" in err
+    assert not (tmp_path / "typo").exists()
     code, _, err = _main(capsys, "serve", "--socket", str(sock2), "--max-connections", "0")
     assert code == 2
     assert "--max-connections" in err

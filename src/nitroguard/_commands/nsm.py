@@ -9,7 +9,7 @@ Examples::
     nitroguard nsm lock-range 20
     nitroguard nsm random 32
     nitroguard nsm attest --nonce 00112233... -o doc.cbor
-    nitroguard nsm serve --socket /tmp/nsm.sock [--state DIR] [--debug-mode] [--pcr 0=HEX]
+    nitroguard nsm serve --socket /tmp/nsm.sock [--state DIR [--init]] [--debug-mode] [--pcr 0=HEX]
     nitroguard nsm pki --state DIR --export-root root.pem
 """
 
@@ -121,7 +121,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--state",
         metavar="DIR",
-        help="emulator PKI state directory (default: $XDG_STATE_HOME/nitroguard/emulator)",
+        help="emulator PKI state directory (default: $XDG_STATE_HOME/nitroguard/emulator); "
+        "must exist unless --init (a typo must not silently mint a new root)",
+    )
+    p.add_argument(
+        "--init", action="store_true", help="create the state directory and a new root if missing"
     )
     p.add_argument(
         "--debug-mode", action="store_true", help="report PCR0/1/2/8 as zeros, like a debug enclave"
@@ -285,13 +289,19 @@ def _parse_pcrs(items: list[str]) -> dict[int, bytes]:
     return pcrs
 
 
-def _pki(args: argparse.Namespace) -> int:
-    from nitroguard.nsm import EmulatorPki
-
+def _check_state(args: argparse.Namespace) -> None:
+    """An explicit --state must exist unless --init: a typo would mint a new root, and
+    every relying party that pinned the old one would then reject the emulator."""
     if args.state is not None and not args.init and not Path(args.state).is_dir():
         raise ConfigError(
             f"--state: no emulator state at {args.state} (pass --init to create a new root there)"
         )
+
+
+def _pki(args: argparse.Namespace) -> int:
+    from nitroguard.nsm import EmulatorPki
+
+    _check_state(args)
     pki = EmulatorPki(args.state)
     if args.export_root == "-" and not args.json:
         sys.stdout.buffer.write(pki.root_pem)
@@ -318,6 +328,7 @@ def _serve(args: argparse.Namespace) -> int:
     pcrs = _parse_pcrs(args.pcr)
     if args.max_connections < 1:
         raise ConfigError("--max-connections must be at least 1")
+    _check_state(args)
     pki = EmulatorPki(args.state)
     emulator = EmulatedNsm(
         pki,
