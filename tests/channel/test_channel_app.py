@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from channel_helpers import aio, check_for, emulated
 
+from nitroguard._commands._demo.vault import build_vault
 from nitroguard.app import (
     AppClient,
     AppConfig,
@@ -19,7 +20,6 @@ from nitroguard.app import (
     Mode,
     TrustedKeys,
 )
-from nitroguard.app.vault import build_vault
 from nitroguard.channel.aio import connect
 from nitroguard.channel.blocking import connect_blocking
 from nitroguard.errors import ConfigError, DecryptionError, InsecureEnvironment

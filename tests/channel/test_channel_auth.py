@@ -22,6 +22,7 @@ from channel_helpers import GOOD_PCRS, aio, check_for, emulated, handshake
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nitroguard._commands._demo.vault import build_vault
 from nitroguard.app import (
     ANYONE,
     AUTHENTICATED,
@@ -36,7 +37,6 @@ from nitroguard.app import (
 )
 from nitroguard.app.protocol import decode_request, decode_response, encode_request
 from nitroguard.app.runtime import _LogLimiter
-from nitroguard.app.vault import build_vault
 from nitroguard.attestation import policy
 from nitroguard.channel import (
     ClientConnection,

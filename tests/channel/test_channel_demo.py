@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from channel_helpers import aio
 
-from nitroguard.app.demo import Step, _Story, run_story
+from nitroguard._commands._demo.story import Step, _Story, run_story
 from nitroguard.nsm import EmulatorPki
 
 EXPECTED_STEPS = [
@@ -29,7 +29,7 @@ EXPECTED_STEPS = [
     "attack: debug-mode enclave",
     "attack: redirect to another enclave image",
 ]
-# The KMS section (issue 11, nitroguard.app.kms_demo) runs after the channel story.
+# The KMS section (issue 11, nitroguard._commands._demo.kms) runs after the channel story.
 KMS_STEPS = [
     "vault fetches its master key from KMS",
     "attack: parent swaps in a ciphertext under another key",
