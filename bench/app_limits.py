@@ -59,7 +59,7 @@ def per_call(func: Callable[[], object], seconds: float) -> float:
 def bench_handshake(seconds: float) -> dict[str, float]:
     nsm = ephemeral_nsm(pcrs=PCRS)
     identity = ServerIdentity.generate(service="bench")
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
     check = DocumentCheck(policy.PCRs(PCRS), roots=[nsm.pki.root_certificate], service="bench")
     keys = {alg: ClientKey.generate(alg) for alg in KeyAlgorithm}
     trusted = TrustedKeys({alg.name.lower(): k.public_key for alg, k in keys.items()})

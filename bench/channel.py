@@ -82,7 +82,7 @@ def design(seconds: float) -> dict[str, float]:
     verifier = Verifier([root])
     expected = policy.PCRs(PCRS)
     identity = ServerIdentity.generate()
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
 
     def fresh_document() -> None:  # (A): what every connection would cost
         eph = os.urandom(32)
@@ -117,7 +117,7 @@ def handshakes(seconds: float) -> dict[str, float]:
     nsm = ephemeral_nsm(pcrs=PCRS)
     verifier = Verifier([nsm.pki.root_certificate])
     identity = ServerIdentity.generate()
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
     warm_verifier = DocumentCheck(policy.PCRs(PCRS), verifier=verifier, cache_size=0)
     doc_cache = DocumentCheck(policy.PCRs(PCRS), verifier=verifier)
     out = {

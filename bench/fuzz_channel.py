@@ -65,7 +65,7 @@ def main() -> int:
     nsm = ephemeral_nsm(pcrs=PCRS)
     check = DocumentCheck(policy.PCRs(PCRS), verifier=Verifier([nsm.pki.root_certificate]))
     identity = ServerIdentity.generate()
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
 
     def fixed(seed_value: int) -> Callable[[int], bytes]:
         gen = random.Random(seed_value)

@@ -658,7 +658,7 @@ class TestUniformAlert:
     def test_every_client_abort_sends_the_same_alert(self) -> None:
         nsm = emulated()
         identity = ServerIdentity.generate(service="vault")
-        identity.refresh(nsm.get_attestation)
+        identity.refresh(nsm)
         causes = {
             "policy": check_for(nsm, pcrs={0: b"\x99" * 48}, service="vault"),
             "service": check_for(nsm, service="other"),

@@ -47,7 +47,7 @@ def check(nsm: EmulatedNsm) -> DocumentCheck:
 @pytest.fixture(scope="module")
 def identity(nsm: EmulatedNsm) -> ServerIdentity:
     ident = ServerIdentity.generate()
-    ident.refresh(nsm.get_attestation)
+    ident.refresh(nsm)
     return ident
 
 
@@ -355,13 +355,13 @@ class TestBinding:
         self, nsm: EmulatedNsm, check: DocumentCheck
     ) -> None:
         ident = ServerIdentity.generate()
-        doc = check(ident.attest_nonce(nsm.get_attestation, b"n" * 32))
+        doc = check(ident.attest_nonce(nsm, b"n" * 32))
         assert doc.public_key == ident.public_key
         assert doc.user_data == CHANNEL_USER_DATA
         assert doc.nonce == b"n" * 32
         for bad in (b"short", b"x" * 513):
             with pytest.raises(ChannelError, match=r"nonce must be 16\.\.512 bytes"):
-                ident.attest_nonce(nsm.get_attestation, bad)
+                ident.attest_nonce(nsm, bad)
 
     def test_signature_context(self) -> None:
         key = ed25519.Ed25519PrivateKey.generate()

@@ -56,6 +56,7 @@ from nitroguard.channel.handshake import (
 )
 from nitroguard.errors import ChannelError, ConfigError, Error, Reason
 from nitroguard.findings import Finding, Status
+from nitroguard.nsm import ReadOnlyNsm
 from nitroguard.transport import Address, ServerLimits
 
 __all__ = [
@@ -72,6 +73,9 @@ __all__ = [
     "Principal",
     "RunningApp",
 ]
+
+#: ``await hook(nsm)`` in `EnclaveApp.start` (see `EnclaveApp.on_start`).
+StartHook = Callable[[ReadOnlyNsm], Awaitable[None]]
 
 log = logging.getLogger("nitroguard.app")
 
@@ -322,7 +326,7 @@ class _Shared:
 
     config: AppConfig
     identity: ServerIdentity
-    nsm: Any
+    nsm: ReadOnlyNsm
     nsm_slots: asyncio.Semaphore
     attest_app: _Bucket
     logs: _LogLimiter
@@ -439,7 +443,7 @@ class EnclaveApp:
         #: The app's own counters, served by the built-in ``metrics`` operation once
         #: `expose_metrics` opened it (issue 16). Fixed names, integer values only.
         self.counters: dict[str, int] = dict.fromkeys(METRIC_NAMES, 0)
-        self._start_hooks: list[Callable[[Any], Awaitable[None]]] = []
+        self._start_hooks: list[StartHook] = []
 
     def count(self, name: str, n: int = 1) -> None:
         """Add `n` to one of `METRIC_NAMES` (e.g. ``app.count("kms_calls")`` in an operation).
@@ -524,7 +528,7 @@ class EnclaveApp:
         self,
         config: AppConfig | None = None,
         *,
-        nsm: Any = None,
+        nsm: ReadOnlyNsm | None = None,
         probe: Any = None,
         ready: Callable[[Address], None] | None = None,
     ) -> RunningApp:
@@ -657,7 +661,7 @@ class EnclaveApp:
         )
         return RunningApp(server, config, findings, budget)
 
-    def on_start(self, hook: Callable[[Any], Awaitable[None]]) -> None:
+    def on_start(self, hook: StartHook) -> None:
         """Run ``await hook(nsm)`` in `start`, after the audit and the NSM seeding (so
         keys made there come from a checked, seeded RNG) and before serving.
 
@@ -669,7 +673,7 @@ class EnclaveApp:
         """
         self._start_hooks.append(hook)
 
-    async def _run_start_hooks(self, nsm: Any) -> None:
+    async def _run_start_hooks(self, nsm: ReadOnlyNsm) -> None:
         for hook in self._start_hooks:
             await hook(nsm)
 
@@ -868,12 +872,10 @@ class EnclaveApp:
             )
         async with shared.nsm_slots:
             self.counters["nsm_calls"] += 1
-            document = await asyncio.to_thread(
-                shared.identity.attest_nonce, shared.nsm.get_attestation, nonce
-            )
+            document = await asyncio.to_thread(shared.identity.attest_nonce, shared.nsm, nonce)
         return {"document": document}
 
-    def run(self, config: AppConfig | None = None, *, nsm: Any = None) -> None:
+    def run(self, config: AppConfig | None = None, *, nsm: ReadOnlyNsm | None = None) -> None:
         """Start and serve until SIGTERM or SIGINT (blocking)."""
 
         async def main() -> None:

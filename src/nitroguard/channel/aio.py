@@ -29,7 +29,6 @@ from nitroguard.channel._messages import (
 from nitroguard.channel.events import CloseReceived, DataReceived, HandshakeComplete
 from nitroguard.channel.handshake import (
     DEFAULT_SUITES,
-    Attester,
     ClientConnection,
     ConnectionState,
     ServerConnection,
@@ -46,6 +45,7 @@ from nitroguard.errors import (
     TimeoutError_,
 )
 from nitroguard.framing import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
+from nitroguard.nsm import Attesting
 from nitroguard.transport import Address, Connection, Server, ServerLimits, Stream
 from nitroguard.transport import connect as transport_connect
 from nitroguard.transport import serve as transport_serve
@@ -295,15 +295,6 @@ async def connect(
     return SecureChannel(conn, frames, max_message=max_message, on_close=stream.aclose)
 
 
-class _AttestingNsm(Protocol):
-    def get_attestation(
-        self,
-        user_data: bytes | None = None,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-    ) -> bytes: ...  # pragma: no cover - protocol
-
-
 ChannelHandler = Callable[[SecureChannel], Awaitable[None]]
 
 
@@ -348,11 +339,11 @@ class ChannelServer:
         await self.close()
 
 
-async def _refresh_forever(identity: ServerIdentity, attest: Attester, interval: float) -> None:
+async def _refresh_forever(identity: ServerIdentity, nsm: Attesting, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(identity.refresh, attest)
+            await asyncio.to_thread(identity.refresh, nsm)
         except Error as exc:
             # Keep serving the previous document: clients reject it once it is older
             # than their MaxAge, so a broken NSM fails closed on its own.
@@ -362,7 +353,7 @@ async def _refresh_forever(identity: ServerIdentity, attest: Attester, interval:
 async def serve(
     handler: ChannelHandler,
     address: str | Address,
-    nsm: _AttestingNsm,
+    nsm: Attesting,
     *,
     limits: ServerLimits | None = None,
     identity: ServerIdentity | None = None,
@@ -402,7 +393,7 @@ async def serve(
     """
     if identity is None:
         identity = ServerIdentity.generate(rng)
-    await asyncio.to_thread(identity.refresh, nsm.get_attestation)
+    await asyncio.to_thread(identity.refresh, nsm)
     limits = limits or ServerLimits(max_frame_size=MAX_FRAME)
     if limits.max_frame_size > MAX_FRAME:
         _log.info("limit: max_frame_size lowered to %d (largest channel record)", MAX_FRAME)
@@ -451,7 +442,7 @@ async def serve(
 
     server = await transport_serve(on_connection, address, limits, ready=ready)
     refresher = asyncio.create_task(
-        _refresh_forever(identity, nsm.get_attestation, refresh_interval),
+        _refresh_forever(identity, nsm, refresh_interval),
         name="nitroguard-attestation-refresh",
     )
     return ChannelServer(server, identity, refresher)
