@@ -40,8 +40,8 @@ from cryptography.x509.oid import NameOID
 
 from nitroguard.attestation import Verifier, policy
 from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity
-from nitroguard.channel.aio import SecureChannel, connect, serve
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel._aio import SecureChannel, connect, serve
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.nsm import EmulatedNsm
 from nitroguard.testing import ephemeral_nsm
 
@@ -181,7 +181,7 @@ def report():
     print(json.dumps({"cpu": r.ru_utime + r.ru_stime}), flush=True)
 
 async def channel():
-    from nitroguard.channel.aio import serve
+    from nitroguard.channel._aio import serve
     from nitroguard.testing import ephemeral_nsm
     nsm = ephemeral_nsm(pcrs={0: b"\x11" * 48, 1: b"\x22" * 48, 2: b"\x33" * 48})
     (workdir / "root.der").write_bytes(nsm.pki.root_der)

@@ -22,13 +22,13 @@ import time
 import warnings
 from collections.abc import Callable
 
-from nitroguard.app.protocol import decode_request, encode_request
+from nitroguard.app._protocol import decode_request, encode_request
 from nitroguard.attestation import Verifier, policy
 from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity, _wire
+from nitroguard.channel._auth import ClientKey, KeyAlgorithm, TrustedKeys
+from nitroguard.channel._record import RecordReceiver, RecordSender
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.channel._wire import Suite
-from nitroguard.channel.auth import ClientKey, KeyAlgorithm, TrustedKeys
-from nitroguard.channel.record import RecordReceiver, RecordSender
-from nitroguard.channel.verify import DocumentCheck
 from nitroguard.errors import Error
 from nitroguard.testing import ephemeral_nsm
 

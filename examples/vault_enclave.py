@@ -32,8 +32,7 @@ from cryptography import x509
 from nitroguard._commands._demo.vault import build_vault
 from nitroguard.app import AppClient, ClientKey
 from nitroguard.attestation import policy
-from nitroguard.channel import DocumentCheck, connect_blocking
-from nitroguard.channel.auth import public_key_line
+from nitroguard.channel import DocumentCheck, connect_blocking, public_key_line
 
 
 def keygen(name: str, pem_path: str) -> None:

@@ -9,8 +9,8 @@ import pytest
 from channel_helpers import OTHER_PCRS, aio, check_for, emulated
 
 from nitroguard.channel import _wire
-from nitroguard.channel.aio import SecureChannel, connect, serve
-from nitroguard.channel.blocking import connect_blocking
+from nitroguard.channel._aio import SecureChannel, connect, serve
+from nitroguard.channel._blocking import connect_blocking
 from nitroguard.errors import (
     ChannelError,
     ConfigError,

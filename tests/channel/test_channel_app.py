@@ -20,8 +20,8 @@ from nitroguard.app import (
     Mode,
     TrustedKeys,
 )
-from nitroguard.channel.aio import connect
-from nitroguard.channel.blocking import connect_blocking
+from nitroguard.channel._aio import connect
+from nitroguard.channel._blocking import connect_blocking
 from nitroguard.errors import ConfigError, DecryptionError, InsecureEnvironment
 
 

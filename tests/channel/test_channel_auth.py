@@ -35,8 +35,8 @@ from nitroguard.app import (
     Mode,
     TrustedKeys,
 )
-from nitroguard.app.protocol import decode_request, decode_response, encode_request
-from nitroguard.app.runtime import _LogLimiter
+from nitroguard.app._protocol import decode_request, decode_response, encode_request
+from nitroguard.app._runtime import _LogLimiter
 from nitroguard.attestation import policy
 from nitroguard.channel import (
     ClientConnection,
@@ -45,16 +45,16 @@ from nitroguard.channel import (
     ServerIdentity,
     channel_user_data,
 )
-from nitroguard.channel._messages import BufferBudget, MessageBuffer
-from nitroguard.channel._wire import AlertCode, encode_alert
-from nitroguard.channel.aio import connect
-from nitroguard.channel.auth import (
+from nitroguard.channel._aio import connect
+from nitroguard.channel._auth import (
     ClientAuth,
     decode_client_auth,
     encode_client_auth,
     public_key_line,
 )
-from nitroguard.channel.verify import DocumentCheck, pinned_image_pcrs
+from nitroguard.channel._messages import BufferBudget, MessageBuffer
+from nitroguard.channel._verify import DocumentCheck, pinned_image_pcrs
+from nitroguard.channel._wire import AlertCode, encode_alert
 from nitroguard.errors import (
     ChannelError,
     ConfigError,

@@ -21,7 +21,7 @@ from nitroguard.channel import (
     _keys,
     _wire,
 )
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.errors import (
     ChannelError,
     DecryptionError,

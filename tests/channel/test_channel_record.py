@@ -7,8 +7,8 @@ import os
 import pytest
 
 from nitroguard.channel import _wire
+from nitroguard.channel._record import RecordLimits, RecordReceiver, RecordSender
 from nitroguard.channel._wire import InnerType, Suite
-from nitroguard.channel.record import RecordLimits, RecordReceiver, RecordSender
 from nitroguard.errors import DecryptionError, LocalProtocolError
 
 SECRET = bytes(range(32))

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from channel_helpers import check_for, emulated
 
-from nitroguard.app.protocol import (
+from nitroguard.app._protocol import (
     AppError,
     decode_request,
     decode_response,
@@ -18,7 +18,7 @@ from nitroguard.app.protocol import (
 from nitroguard.attestation import Verifier, policy
 from nitroguard.channel import CHANNEL_USER_DATA, ServerIdentity
 from nitroguard.channel._messages import MessageBuffer, encode_message
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.errors import (
     ChannelError,
     ConfigError,

@@ -43,9 +43,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from nitroguard.channel import _keys, _wire
+from nitroguard.channel._events import CloseReceived, DataReceived, Event, HandshakeComplete
+from nitroguard.channel._record import Message, RecordLimits, RecordReceiver, RecordSender
 from nitroguard.channel._wire import AlertCode, InnerType, MessageType, Suite
-from nitroguard.channel.events import CloseReceived, DataReceived, Event, HandshakeComplete
-from nitroguard.channel.record import Message, RecordLimits, RecordReceiver, RecordSender
 from nitroguard.errors import (
     ChannelError,
     ConfigError,

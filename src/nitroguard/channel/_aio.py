@@ -20,22 +20,22 @@ from cryptography import x509
 
 from nitroguard.attestation.policy import Policy
 from nitroguard.channel import _wire
-from nitroguard.channel._messages import (
-    DEFAULT_MAX_MESSAGE,
-    BufferBudget,
-    MessageBuffer,
-    encode_message,
-)
-from nitroguard.channel.events import CloseReceived, DataReceived, HandshakeComplete
-from nitroguard.channel.handshake import (
+from nitroguard.channel._events import CloseReceived, DataReceived, HandshakeComplete
+from nitroguard.channel._handshake import (
     DEFAULT_SUITES,
     ClientConnection,
     ConnectionState,
     ServerConnection,
     ServerIdentity,
 )
-from nitroguard.channel.record import RecordLimits
-from nitroguard.channel.verify import DEFAULT_MAX_AGE, DocumentCheck
+from nitroguard.channel._messages import (
+    DEFAULT_MAX_MESSAGE,
+    BufferBudget,
+    MessageBuffer,
+    encode_message,
+)
+from nitroguard.channel._record import RecordLimits
+from nitroguard.channel._verify import DEFAULT_MAX_AGE, DocumentCheck
 from nitroguard.errors import (
     ChannelError,
     Error,

@@ -37,9 +37,8 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
-from nitroguard.app.protocol import DEFAULT_MAX_ITEMS, decode_request, encode_error, encode_result
-from nitroguard.channel._messages import DEFAULT_MAX_MESSAGE, BufferBudget
-from nitroguard.channel.aio import (
+from nitroguard.app._protocol import DEFAULT_MAX_ITEMS, decode_request, encode_error, encode_result
+from nitroguard.channel._aio import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_REFRESH_INTERVAL,
     MAX_FRAME,
@@ -47,13 +46,14 @@ from nitroguard.channel.aio import (
     SecureChannel,
     serve,
 )
-from nitroguard.channel.auth import TrustedKeys
-from nitroguard.channel.handshake import (
+from nitroguard.channel._auth import TrustedKeys
+from nitroguard.channel._handshake import (
     MAX_NONCE,
     MIN_NONCE,
     ServerIdentity,
     channel_user_data,
 )
+from nitroguard.channel._messages import DEFAULT_MAX_MESSAGE, BufferBudget
 from nitroguard.errors import ChannelError, ConfigError, Error, Reason
 from nitroguard.findings import Finding, Status
 from nitroguard.nsm import ReadOnlyNsm

@@ -7,13 +7,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from nitroguard.app.protocol import decode_response, encode_request
+from nitroguard.app._protocol import decode_response, encode_request
 from nitroguard.attestation import VerifiedDocument, policy
-from nitroguard.channel.aio import SecureChannel
-from nitroguard.channel.auth import ClientKey
-from nitroguard.channel.blocking import BlockingChannel
-from nitroguard.channel.handshake import channel_user_data
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel._aio import SecureChannel
+from nitroguard.channel._auth import ClientKey
+from nitroguard.channel._blocking import BlockingChannel
+from nitroguard.channel._handshake import channel_user_data
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.errors import ChannelError, Reason, RemoteProtocolError
 
 __all__ = ["AppClient", "AsyncAppClient"]
@@ -67,7 +67,7 @@ class AppClient:
     """Blocking client over an established `BlockingChannel`.
 
     Args:
-        channel: from `nitroguard.channel.blocking.connect_blocking`.
+        channel: from `nitroguard.channel.connect_blocking`.
         check: the `DocumentCheck` used for the handshake (reused for `attest`).
         max_message: largest reply accepted.
     """

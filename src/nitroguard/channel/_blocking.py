@@ -15,12 +15,12 @@ from cryptography import x509
 
 from nitroguard.attestation.policy import Policy
 from nitroguard.channel import _wire
+from nitroguard.channel._aio import DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME
+from nitroguard.channel._events import CloseReceived, DataReceived, HandshakeComplete
+from nitroguard.channel._handshake import DEFAULT_SUITES, ClientConnection, ConnectionState
 from nitroguard.channel._messages import DEFAULT_MAX_MESSAGE, MessageBuffer, encode_message
-from nitroguard.channel.aio import DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME
-from nitroguard.channel.events import CloseReceived, DataReceived, HandshakeComplete
-from nitroguard.channel.handshake import DEFAULT_SUITES, ClientConnection, ConnectionState
-from nitroguard.channel.record import RecordLimits
-from nitroguard.channel.verify import DEFAULT_MAX_AGE, DocumentCheck
+from nitroguard.channel._record import RecordLimits
+from nitroguard.channel._verify import DEFAULT_MAX_AGE, DocumentCheck
 from nitroguard.errors import ChannelError, Error, LocalProtocolError, Reason
 from nitroguard.transport import Address, BlockingClient
 
@@ -139,7 +139,7 @@ def connect_blocking(
     max_message: int = DEFAULT_MAX_MESSAGE,
     service: str | None = None,
 ) -> BlockingChannel:
-    """Blocking twin of `nitroguard.channel.aio.connect` (same arguments and errors).
+    """Blocking twin of `nitroguard.channel.connect` (same arguments and errors).
 
     `timeout` bounds the connect and each read/write of the handshake.
     """
