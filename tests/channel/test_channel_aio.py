@@ -15,7 +15,6 @@ from nitroguard.errors import (
     ChannelError,
     ConfigError,
     DecryptionError,
-    LocalProtocolError,
     PolicyError,
     RemoteProtocolError,
     TimeoutError_,
@@ -144,7 +143,7 @@ class TestBlockingEdges:
         asyncio.run(main())
 
     def test_blocking_needs_a_policy(self) -> None:
-        with pytest.raises(LocalProtocolError, match="needs a policy"):
+        with pytest.raises(ConfigError, match="needs a policy"):
             connect_blocking("tcp://127.0.0.1:9")
 
 
@@ -257,7 +256,7 @@ class TestServerLimits:
 
     @aio
     async def test_connect_needs_a_policy(self) -> None:
-        with pytest.raises(LocalProtocolError, match="needs a policy"):
+        with pytest.raises(ConfigError, match="needs a policy"):
             await connect("tcp://127.0.0.1:9")
 
     @aio

@@ -24,6 +24,7 @@ from nitroguard.channel import (
 from nitroguard.channel._verify import DocumentCheck
 from nitroguard.errors import (
     ChannelError,
+    ConfigError,
     DecryptionError,
     Error,
     LocalProtocolError,
@@ -384,9 +385,9 @@ class TestMisuse:
             client.start()
         with pytest.raises(LocalProtocolError, match="not allowed"):
             server.close()
-        with pytest.raises(LocalProtocolError, match="no attestation document"):
+        with pytest.raises(ConfigError, match="no attestation document"):
             ServerConnection(ServerIdentity.generate())
-        with pytest.raises(LocalProtocolError, match="versions must be"):
+        with pytest.raises(ConfigError, match="versions must be"):
             ClientConnection(check, versions=[9])
 
     def test_eof_during_handshake(self, check: DocumentCheck, identity: ServerIdentity) -> None:

@@ -38,6 +38,7 @@ from nitroguard.channel._record import RecordLimits
 from nitroguard.channel._verify import DEFAULT_MAX_AGE, DocumentCheck
 from nitroguard.errors import (
     ChannelError,
+    ConfigError,
     Error,
     LocalProtocolError,
     Reason,
@@ -275,7 +276,7 @@ async def connect(
     """
     if check is None:
         if expected is None:
-            raise LocalProtocolError("connect() needs a policy (expected=) or a check=")
+            raise ConfigError("connect() needs a policy (expected=) or a check=")
         check = DocumentCheck(
             expected, roots=roots, max_age=max_age, allow_debug=allow_debug, service=service
         )

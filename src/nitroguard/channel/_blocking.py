@@ -21,7 +21,7 @@ from nitroguard.channel._handshake import DEFAULT_SUITES, ClientConnection, Conn
 from nitroguard.channel._messages import DEFAULT_MAX_MESSAGE, MessageBuffer, encode_message
 from nitroguard.channel._record import RecordLimits
 from nitroguard.channel._verify import DEFAULT_MAX_AGE, DocumentCheck
-from nitroguard.errors import ChannelError, Error, LocalProtocolError, Reason
+from nitroguard.errors import ChannelError, ConfigError, Error, LocalProtocolError, Reason
 from nitroguard.transport import Address, BlockingClient
 
 __all__ = ["BlockingChannel", "connect_blocking"]
@@ -145,7 +145,7 @@ def connect_blocking(
     """
     if check is None:
         if expected is None:
-            raise LocalProtocolError("connect_blocking() needs a policy (expected=) or check=")
+            raise ConfigError("connect_blocking() needs a policy (expected=) or check=")
         check = DocumentCheck(
             expected, roots=roots, max_age=max_age, allow_debug=allow_debug, service=service
         )

@@ -388,9 +388,9 @@ class ClientConnection(_Connection):
             service = getattr(verify, "service", None)
         self._user_data = channel_user_data(service)
         if not versions or any(v not in SUPPORTED_VERSIONS for v in versions):
-            raise LocalProtocolError(f"versions must be a subset of {SUPPORTED_VERSIONS}")
+            raise ConfigError(f"versions must be a subset of {SUPPORTED_VERSIONS}")
         if not suites:
-            raise LocalProtocolError("at least one suite is required")
+            raise ConfigError("at least one suite is required")
         self._verify = verify
         self._versions = tuple(versions)
         self._suites = tuple(Suite(s) for s in suites)
@@ -540,7 +540,7 @@ class ServerConnection(_Connection):
     ) -> None:
         super().__init__(rng, limits)
         if identity.document is None:
-            raise LocalProtocolError("the server identity has no attestation document yet")
+            raise ConfigError("the server identity has no attestation document yet (refresh() it)")
         self._identity = identity
         self._versions = tuple(versions)
         self._suites = tuple(Suite(s) for s in suites)
