@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from nitroguard._resource import AsyncResource, Resource
 from nitroguard.app._protocol import decode_response, encode_request
 from nitroguard.attestation import VerifiedDocument, policy
 from nitroguard.channel._aio import SecureChannel
@@ -63,7 +64,7 @@ def _principal(result: Any) -> str:
     return name
 
 
-class AppClient:
+class AppClient(Resource):
     """Blocking client over an established `BlockingChannel`.
 
     Args:
@@ -126,7 +127,7 @@ class AppClient:
         self.channel.close()
 
 
-class AsyncAppClient:
+class AsyncAppClient(AsyncResource):
     """Asyncio twin of `AppClient` over a `SecureChannel`."""
 
     def __init__(

@@ -37,6 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
+from nitroguard._resource import AsyncResource
 from nitroguard.app._protocol import DEFAULT_MAX_ITEMS, decode_request, encode_error, encode_result
 from nitroguard.channel._aio import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -366,8 +367,8 @@ def _allowed(spec: AllowSpec, principal: Principal) -> bool:
     return principal.name in spec
 
 
-class RunningApp:
-    """A started `EnclaveApp`: its address, identity and lifecycle."""
+class RunningApp(AsyncResource):
+    """A started `EnclaveApp`: its address, identity and lifecycle (``async with`` closes it)."""
 
     def __init__(
         self,
@@ -393,9 +394,13 @@ class RunningApp:
         """The attested channel identity (its `public_key` is in every document)."""
         return self.server.identity
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop serving (connections drain within the transport's grace)."""
-        await self.server.close()
+        await self.server.aclose()
+
+    async def close(self) -> None:
+        """The same as `aclose`."""
+        await self.aclose()
 
     async def serve_forever(self) -> None:
         """Serve until cancelled or closed."""

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from cryptography import x509
 
+from nitroguard._resource import AsyncResource
 from nitroguard.attestation.policy import Policy
 from nitroguard.channel import _wire
 from nitroguard.channel._events import CloseReceived, DataReceived, HandshakeComplete
@@ -89,11 +90,13 @@ class _StreamFrames:
         await self.stream.send_all(encode_frame(payload))
 
 
-class SecureChannel:
+class SecureChannel(AsyncResource):
     """An established attested channel (both roles).
 
     `recv()`/`send()` move raw bytes; `recv_message()`/`send_message()` move
-    length-prefixed application messages. Closing sends the authenticated CLOSE.
+    length-prefixed application messages. Closing sends the authenticated CLOSE;
+    ``async with`` sends it only when the block ended without an exception (else
+    `abort`), so the peer never mistakes a partial conversation for a complete one.
     """
 
     def __init__(
@@ -198,9 +201,6 @@ class SecureChannel:
             on_close, self._on_close = self._on_close, None
             await on_close()
 
-    async def __aenter__(self) -> SecureChannel:
-        return self
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -299,7 +299,7 @@ async def connect(
 ChannelHandler = Callable[[SecureChannel], Awaitable[None]]
 
 
-class ChannelServer:
+class ChannelServer(AsyncResource):
     """A running channel server: the transport `Server` plus the document refresher."""
 
     def __init__(
@@ -314,12 +314,16 @@ class ChannelServer:
         """The bound address (TCP port 0 resolved)."""
         return self.server.address
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop refreshing and accepting; drain connections (transport grace)."""
         self._refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._refresher
         await self.server.close()
+
+    async def close(self) -> None:
+        """The same as `aclose` (the transport `Server`'s name for it)."""
+        await self.aclose()
 
     async def serve_forever(self) -> None:
         """Wait until closed (closes gracefully when cancelled)."""
@@ -327,17 +331,6 @@ class ChannelServer:
             await self.server.serve_forever()
         finally:
             self._refresher.cancel()
-
-    async def __aenter__(self) -> ChannelServer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def _refresh_forever(identity: ServerIdentity, nsm: Attesting, interval: float) -> None:

@@ -13,6 +13,7 @@ from types import TracebackType
 
 from cryptography import x509
 
+from nitroguard._resource import Resource
 from nitroguard.attestation.policy import Policy
 from nitroguard.channel import _wire
 from nitroguard.channel._aio import DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME
@@ -27,8 +28,12 @@ from nitroguard.transport import Address, BlockingClient
 __all__ = ["BlockingChannel", "connect_blocking"]
 
 
-class BlockingChannel:
-    """An established channel over a blocking socket (see `connect_blocking`)."""
+class BlockingChannel(Resource):
+    """An established channel over a blocking socket (see `connect_blocking`).
+
+    ``with`` sends the authenticated CLOSE only when the block ended without an
+    exception (else `abort`), like `SecureChannel`.
+    """
 
     def __init__(self, conn: ClientConnection, client: BlockingClient, max_message: int) -> None:
         self._conn = conn
@@ -104,9 +109,6 @@ class BlockingChannel:
             with contextlib.suppress(Error):
                 self._flush()
         self._client.close()
-
-    def __enter__(self) -> BlockingChannel:
-        return self
 
     def __exit__(
         self,
