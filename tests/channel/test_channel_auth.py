@@ -35,8 +35,8 @@ from nitroguard.app import (
     Mode,
     TrustedKeys,
 )
+from nitroguard.app._limits import LogLimiter
 from nitroguard.app._protocol import decode_request, decode_response, encode_request
-from nitroguard.app._runtime import _LogLimiter
 from nitroguard.attestation import policy
 from nitroguard.channel import (
     ClientConnection,
@@ -462,7 +462,7 @@ class TestAttestAmplification:
 
     def test_log_limiter(self, caplog: pytest.LogCaptureFixture) -> None:
         clock = FakeClock()
-        limiter = _LogLimiter(10.0, clock)
+        limiter = LogLimiter(10.0, clock)
         assert limiter.limited("k", "refused %s", "x")
         assert not any(limiter.limited("k", "refused %s", "x") for _ in range(50))
         assert limiter.limited("other", "other")

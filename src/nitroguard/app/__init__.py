@@ -16,8 +16,9 @@ operations, fetch nonce-fresh attestations). Errors the app answers with arrive 
 
 Where things live: ``_runtime`` (`EnclaveApp`, start-up order, `RunningApp`),
 ``_config`` (`AppConfig`, `Mode`), ``_authz`` (principals and who may call what),
-``_session`` (one connection's request loop and its limits), ``_protocol`` (the
-request/response encoding), ``_client`` (the clients).
+``_session`` (one connection's request loop: authentication, ``attest``, dispatch),
+``_limits`` (rate buckets, log throttling), ``_protocol`` (the request/response
+encoding), ``_client`` (the clients).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -344,6 +345,53 @@ async def _refresh_forever(identity: ServerIdentity, nsm: Attesting, interval: f
             _log.error("attestation refresh failed: %s", exc.diagnostics())
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Acceptor:
+    """What `serve` runs for each accepted connection: handshake, handler, CLOSE."""
+
+    handler: ChannelHandler
+    identity: ServerIdentity
+    rng: Callable[[int], bytes]
+    record_limits: RecordLimits | None
+    handshake_timeout: float
+    max_message: int
+    budget: BufferBudget | None
+
+    async def __call__(self, conn: Connection) -> None:
+        sconn = ServerConnection(self.identity, rng=self.rng, limits=self.record_limits)
+        channel: SecureChannel | None = None
+        try:
+            try:
+                async with asyncio.timeout(self.handshake_timeout):
+                    await _run_handshake(sconn, conn)
+            except TimeoutError:
+                raise TimeoutError_(
+                    f"handshake not done within {self.handshake_timeout} s", kind="handshake"
+                ) from None
+            except (ChannelError, RemoteProtocolError) as exc:
+                if exc.reason is Reason.FRAME_TOO_LARGE:
+                    raise
+                _log.info("handshake rejected: %s", exc.diagnostics())
+                return
+            channel = SecureChannel(sconn, conn, max_message=self.max_message, budget=self.budget)
+            # NOTE: CLOSE only after a normal return. If the handler raises, the
+            # transport drops the connection and the client sees a truncation.
+            await self.handler(channel)
+            await channel.aclose()
+        except TimeoutError_ as exc:
+            # The transport counts it; the log line says which limit acted.
+            _log.warning("limit enforced: %s", exc.message)
+            raise
+        except RemoteProtocolError as exc:
+            if exc.reason is Reason.FRAME_TOO_LARGE:
+                _log.warning("limit enforced: %s", exc.message)
+            raise
+        finally:
+            if channel is not None:
+                # Whatever happened, this connection's parked bytes leave the budget.
+                channel._messages.release()
+
+
 async def serve(
     handler: ChannelHandler,
     address: str | Address,
@@ -400,40 +448,9 @@ async def serve(
         record_limits or RecordLimits(),
     )
 
-    async def on_connection(conn: Connection) -> None:
-        sconn = ServerConnection(identity, rng=rng, limits=record_limits)
-        channel: SecureChannel | None = None
-        try:
-            try:
-                async with asyncio.timeout(handshake_timeout):
-                    await _run_handshake(sconn, conn)
-            except TimeoutError:
-                raise TimeoutError_(
-                    f"handshake not done within {handshake_timeout} s", kind="handshake"
-                ) from None
-            except (ChannelError, RemoteProtocolError) as exc:
-                if exc.reason is Reason.FRAME_TOO_LARGE:
-                    raise
-                _log.info("handshake rejected: %s", exc.diagnostics())
-                return
-            channel = SecureChannel(sconn, conn, max_message=max_message, budget=message_budget)
-            # NOTE: CLOSE only after a normal return. If the handler raises, the
-            # transport drops the connection and the client sees a truncation.
-            await handler(channel)
-            await channel.aclose()
-        except TimeoutError_ as exc:
-            # The transport counts it; the log line says which limit acted.
-            _log.warning("limit enforced: %s", exc.message)
-            raise
-        except RemoteProtocolError as exc:
-            if exc.reason is Reason.FRAME_TOO_LARGE:
-                _log.warning("limit enforced: %s", exc.message)
-            raise
-        finally:
-            if channel is not None:
-                # Whatever happened, this connection's parked bytes leave the budget.
-                channel._messages.release()
-
+    on_connection = _Acceptor(
+        handler, identity, rng, record_limits, handshake_timeout, max_message, message_budget
+    )
     server = await transport_serve(on_connection, address, limits, ready=ready)
     refresher = asyncio.create_task(
         _refresh_forever(identity, nsm, refresh_interval),
