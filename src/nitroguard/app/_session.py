@@ -220,22 +220,18 @@ async def _attest(args: dict[str, Any], session: _Session, shared: Shared) -> An
         raise ChannelError(f"nonce must be {MIN_NONCE}..{MAX_NONCE} bytes", Reason.INVALID_ARGUMENT)
     # Per connection first, then the app-wide budget shared by every connection:
     # reconnecting buys a fresh per-connection bucket, never more NSM calls.
-    if not session.attest.take():
-        shared.counters["limit_attest_rate"] += 1
-        shared.logs.limited("attest_conn", "limit enforced: attest rate on one connection")
-        raise _strike(
-            session,
-            shared,
-            ChannelError("too many attestation requests", Reason.RATE_LIMITED),
-        )
-    if not shared.attest_app.take():
-        shared.counters["limit_attest_rate"] += 1
-        shared.logs.limited("attest_app", "limit enforced: app-wide attest rate")
-        raise _strike(
-            session,
-            shared,
-            ChannelError("too many attestation requests (app-wide)", Reason.RATE_LIMITED),
-        )
+    for bucket, key, where, suffix in (
+        (session.attest, "attest_conn", "attest rate on one connection", ""),
+        (shared.attest_app, "attest_app", "app-wide attest rate", " (app-wide)"),
+    ):
+        if not bucket.take():
+            shared.counters["limit_attest_rate"] += 1
+            shared.logs.limited(key, f"limit enforced: {where}")
+            raise _strike(
+                session,
+                shared,
+                ChannelError(f"too many attestation requests{suffix}", Reason.RATE_LIMITED),
+            )
     async with shared.nsm_slots:
         shared.counters["nsm_calls"] += 1
         document = await asyncio.to_thread(shared.identity.attest_nonce, shared.nsm, nonce)
