@@ -31,13 +31,20 @@ from pathlib import Path
 from nitroguard.app import AppConfig, EnclaveApp, Mode
 from nitroguard.app._protocol import DEFAULT_MAX_ITEMS, decode_request, encode_request
 from nitroguard.attestation import policy
-from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity
-from nitroguard.channel._aio import connect
-from nitroguard.channel._auth import ClientKey, KeyAlgorithm, TrustedKeys
+from nitroguard.channel import (
+    ClientConnection,
+    ClientKey,
+    DocumentCheck,
+    KeyAlgorithm,
+    RecordReceiver,
+    RecordSender,
+    ServerConnection,
+    ServerIdentity,
+    Suite,
+    TrustedKeys,
+    connect,
+)
 from nitroguard.channel._messages import MessageBuffer, encode_message
-from nitroguard.channel._record import RecordReceiver, RecordSender
-from nitroguard.channel._verify import DocumentCheck
-from nitroguard.channel._wire import Suite
 from nitroguard.errors import Error
 from nitroguard.hazmat import cbor
 from nitroguard.testing import ephemeral_nsm

@@ -39,9 +39,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from nitroguard.attestation import Verifier, policy
-from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity
-from nitroguard.channel._aio import SecureChannel, connect, serve
-from nitroguard.channel._verify import DocumentCheck
+from nitroguard.channel import (
+    ClientConnection,
+    DocumentCheck,
+    SecureChannel,
+    ServerConnection,
+    ServerIdentity,
+    connect,
+    serve,
+)
 from nitroguard.nsm import EmulatedNsm
 from nitroguard.testing import ephemeral_nsm
 
@@ -181,7 +187,7 @@ def report():
     print(json.dumps({"cpu": r.ru_utime + r.ru_stime}), flush=True)
 
 async def channel():
-    from nitroguard.channel._aio import serve
+    from nitroguard.channel import serve
     from nitroguard.testing import ephemeral_nsm
     nsm = ephemeral_nsm(pcrs={0: b"\x11" * 48, 1: b"\x22" * 48, 2: b"\x33" * 48})
     (workdir / "root.der").write_bytes(nsm.pki.root_der)

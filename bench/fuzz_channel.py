@@ -24,11 +24,19 @@ from collections.abc import Callable
 
 from nitroguard.app._protocol import decode_request, encode_request
 from nitroguard.attestation import Verifier, policy
-from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity, _wire
-from nitroguard.channel._auth import ClientKey, KeyAlgorithm, TrustedKeys
-from nitroguard.channel._record import RecordReceiver, RecordSender
-from nitroguard.channel._verify import DocumentCheck
-from nitroguard.channel._wire import Suite
+from nitroguard.channel import (
+    ClientConnection,
+    ClientKey,
+    DocumentCheck,
+    KeyAlgorithm,
+    RecordReceiver,
+    RecordSender,
+    ServerConnection,
+    ServerIdentity,
+    Suite,
+    TrustedKeys,
+    _wire,  # the wire decoders are the fuzz targets
+)
 from nitroguard.errors import Error
 from nitroguard.testing import ephemeral_nsm
 
