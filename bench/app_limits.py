@@ -29,15 +29,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nitroguard.app import AppConfig, EnclaveApp, Mode
-from nitroguard.app.protocol import DEFAULT_MAX_ITEMS, decode_request, encode_request
+from nitroguard.app._protocol import DEFAULT_MAX_ITEMS, decode_request, encode_request
 from nitroguard.attestation import policy
-from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity
+from nitroguard.channel import (
+    ClientConnection,
+    ClientKey,
+    DocumentCheck,
+    KeyAlgorithm,
+    RecordReceiver,
+    RecordSender,
+    ServerConnection,
+    ServerIdentity,
+    Suite,
+    TrustedKeys,
+    connect,
+)
 from nitroguard.channel._messages import MessageBuffer, encode_message
-from nitroguard.channel._wire import Suite
-from nitroguard.channel.aio import connect
-from nitroguard.channel.auth import ClientKey, KeyAlgorithm, TrustedKeys
-from nitroguard.channel.record import RecordReceiver, RecordSender
-from nitroguard.channel.verify import DocumentCheck
 from nitroguard.errors import Error
 from nitroguard.hazmat import cbor
 from nitroguard.testing import ephemeral_nsm
@@ -59,7 +66,7 @@ def per_call(func: Callable[[], object], seconds: float) -> float:
 def bench_handshake(seconds: float) -> dict[str, float]:
     nsm = ephemeral_nsm(pcrs=PCRS)
     identity = ServerIdentity.generate(service="bench")
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
     check = DocumentCheck(policy.PCRs(PCRS), roots=[nsm.pki.root_certificate], service="bench")
     keys = {alg: ClientKey.generate(alg) for alg in KeyAlgorithm}
     trusted = TrustedKeys({alg.name.lower(): k.public_key for alg, k in keys.items()})

@@ -39,9 +39,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from nitroguard.attestation import Verifier, policy
-from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity
-from nitroguard.channel.aio import SecureChannel, connect, serve
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel import (
+    ClientConnection,
+    DocumentCheck,
+    SecureChannel,
+    ServerConnection,
+    ServerIdentity,
+    connect,
+    serve,
+)
 from nitroguard.nsm import EmulatedNsm
 from nitroguard.testing import ephemeral_nsm
 
@@ -82,7 +88,7 @@ def design(seconds: float) -> dict[str, float]:
     verifier = Verifier([root])
     expected = policy.PCRs(PCRS)
     identity = ServerIdentity.generate()
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
 
     def fresh_document() -> None:  # (A): what every connection would cost
         eph = os.urandom(32)
@@ -117,7 +123,7 @@ def handshakes(seconds: float) -> dict[str, float]:
     nsm = ephemeral_nsm(pcrs=PCRS)
     verifier = Verifier([nsm.pki.root_certificate])
     identity = ServerIdentity.generate()
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
     warm_verifier = DocumentCheck(policy.PCRs(PCRS), verifier=verifier, cache_size=0)
     doc_cache = DocumentCheck(policy.PCRs(PCRS), verifier=verifier)
     out = {
@@ -181,7 +187,7 @@ def report():
     print(json.dumps({"cpu": r.ru_utime + r.ru_stime}), flush=True)
 
 async def channel():
-    from nitroguard.channel.aio import serve
+    from nitroguard.channel import serve
     from nitroguard.testing import ephemeral_nsm
     nsm = ephemeral_nsm(pcrs={0: b"\x11" * 48, 1: b"\x22" * 48, 2: b"\x33" * 48})
     (workdir / "root.der").write_bytes(nsm.pki.root_der)

@@ -22,13 +22,21 @@ import time
 import warnings
 from collections.abc import Callable
 
-from nitroguard.app.protocol import decode_request, encode_request
+from nitroguard.app._protocol import decode_request, encode_request
 from nitroguard.attestation import Verifier, policy
-from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity, _wire
-from nitroguard.channel._wire import Suite
-from nitroguard.channel.auth import ClientKey, KeyAlgorithm, TrustedKeys
-from nitroguard.channel.record import RecordReceiver, RecordSender
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel import (
+    ClientConnection,
+    ClientKey,
+    DocumentCheck,
+    KeyAlgorithm,
+    RecordReceiver,
+    RecordSender,
+    ServerConnection,
+    ServerIdentity,
+    Suite,
+    TrustedKeys,
+    _wire,  # the wire decoders are the fuzz targets
+)
 from nitroguard.errors import Error
 from nitroguard.testing import ephemeral_nsm
 
@@ -65,7 +73,7 @@ def main() -> int:
     nsm = ephemeral_nsm(pcrs=PCRS)
     check = DocumentCheck(policy.PCRs(PCRS), verifier=Verifier([nsm.pki.root_certificate]))
     identity = ServerIdentity.generate()
-    identity.refresh(nsm.get_attestation)
+    identity.refresh(nsm)
 
     def fixed(seed_value: int) -> Callable[[int], bytes]:
         gen = random.Random(seed_value)

@@ -27,11 +27,12 @@ from pathlib import Path
 
 from cryptography import x509
 
+# The vault `nitroguard demo` runs (src/nitroguard/_commands/_demo/vault.py): read it as
+# the model of an app; it is demonstration code, not a library API.
+from nitroguard._commands._demo.vault import build_vault
 from nitroguard.app import AppClient, ClientKey
-from nitroguard.app.vault import build_vault
 from nitroguard.attestation import policy
-from nitroguard.channel import DocumentCheck, connect_blocking
-from nitroguard.channel.auth import public_key_line
+from nitroguard.channel import DocumentCheck, connect_blocking, public_key_line
 
 
 def keygen(name: str, pem_path: str) -> None:

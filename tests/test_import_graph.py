@@ -16,25 +16,10 @@ import ast
 import pathlib
 from collections.abc import Iterator
 
-import pytest
-
 import nitroguard
 
 ROOT = pathlib.Path(nitroguard.__file__).parent
 PKG = "nitroguard"
-
-#: Edges that phase 2 of issue 15 removes (the demo moves under ``_commands``, the CLI
-#: stops using the test kit). Each is (importer, imported) at module level. The lead
-#: deletes this set in phase 2; until then the test is strict about every other edge.
-KNOWN_PHASE2: frozenset[tuple[str, str]] = frozenset(
-    {
-        # app/demo.py <-> _commands/demo.py: the demo story lives in the library and
-        # calls up into the CLI for the vector report (a package cycle, rule 1 and 2).
-        ("nitroguard.app.demo", "nitroguard._commands.demo"),
-        # The library's demo builds its hostile relay from the test kit (rule 3).
-        ("nitroguard.app.demo", "nitroguard.testing.channel"),
-    }
-)
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -131,10 +116,6 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _without_known(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    return {m: {t for t in ts if (m, t) not in KNOWN_PHASE2} for m, ts in graph.items()}
-
-
 def _is_cli(module: str) -> bool:
     return module in (f"{PKG}._cli", f"{PKG}.__main__") or module.startswith(f"{PKG}._commands")
 
@@ -153,12 +134,12 @@ def test_find_cycle_finds_cycles() -> None:
 
 
 def test_no_module_cycle() -> None:
-    assert _find_cycle(_without_known(GRAPH)) is None
+    assert _find_cycle(GRAPH) is None
 
 
 def test_no_package_cycle() -> None:
     packages: dict[str, set[str]] = {}
-    for module, targets in _without_known(GRAPH).items():
+    for module, targets in GRAPH.items():
         here = _package(module)
         packages.setdefault(here, set()).update(_package(t) for t in targets if _package(t) != here)
     assert _find_cycle(packages) is None
@@ -167,7 +148,7 @@ def test_no_package_cycle() -> None:
 def test_only_the_cli_imports_the_cli() -> None:
     bad = sorted(
         (module, target)
-        for module, targets in _without_known(GRAPH).items()
+        for module, targets in GRAPH.items()
         for target in targets
         if _is_cli(target) and not _is_cli(module)
     )
@@ -178,16 +159,9 @@ def test_runtime_code_never_imports_the_test_kit() -> None:
     kit = f"{PKG}.testing"
     bad = sorted(
         (module, target)
-        for module, targets in _without_known(GRAPH).items()
+        for module, targets in GRAPH.items()
         for target in targets
         if (target == kit or target.startswith(kit + "."))
         and not (module == kit or module.startswith(kit + ".") or _is_cli(module))
     )
     assert bad == []
-
-
-@pytest.mark.parametrize("edge", sorted(KNOWN_PHASE2))
-def test_known_phase2_edges_still_exist(edge: tuple[str, str]) -> None:
-    # An allowlisted edge that is gone must leave the allowlist (it only shrinks).
-    module, target = edge
-    assert target in GRAPH[module]

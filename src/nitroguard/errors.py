@@ -15,6 +15,7 @@ import enum
 from typing import Any
 
 __all__ = [
+    "AppError",
     "AuditError",
     "BrokenStreamError",
     "ChannelError",
@@ -313,6 +314,16 @@ class ChannelError(Error):
     """The attested channel failed (handshake, binding, versioning)."""
 
     default_reason = Reason.HANDSHAKE_FAILED
+
+
+class AppError(ChannelError):
+    """The enclave application answered a request with an error.
+
+    `reason` is the server's reason when it is a known `Reason`, else
+    `internal_error`; ``details["remote_reason"]`` always holds the server's text.
+    """
+
+    default_reason = Reason.INTERNAL_ERROR
 
 
 class DecryptionError(ChannelError):

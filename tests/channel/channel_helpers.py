@@ -11,10 +11,10 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from nitroguard.channel import ClientConnection, ServerConnection, ServerIdentity
-from nitroguard.channel.events import Event
+from nitroguard.channel._events import Event
 
 if TYPE_CHECKING:
-    from nitroguard.channel.verify import DocumentCheck
+    from nitroguard.channel._verify import DocumentCheck
     from nitroguard.nsm import EmulatedNsm
 
 
@@ -90,7 +90,7 @@ def check_for(
 ) -> DocumentCheck:
     """The relying party's check: the emulator root and the expected (good) PCRs."""
     from nitroguard.attestation import policy
-    from nitroguard.channel.verify import DocumentCheck
+    from nitroguard.channel._verify import DocumentCheck
 
     expected = policy.PCRs(GOOD_PCRS if pcrs is None else pcrs)
     return DocumentCheck(expected, roots=[nsm.pki.root_certificate], **kw)  # type: ignore[arg-type]

@@ -9,12 +9,12 @@ import pytest
 from channel_helpers import OTHER_PCRS, aio, check_for, emulated
 
 from nitroguard.channel import _wire
-from nitroguard.channel.aio import SecureChannel, connect, serve
-from nitroguard.channel.blocking import connect_blocking
+from nitroguard.channel._aio import SecureChannel, connect, serve
+from nitroguard.channel._blocking import connect_blocking
 from nitroguard.errors import (
     ChannelError,
+    ConfigError,
     DecryptionError,
-    LocalProtocolError,
     PolicyError,
     RemoteProtocolError,
     TimeoutError_,
@@ -143,7 +143,7 @@ class TestBlockingEdges:
         asyncio.run(main())
 
     def test_blocking_needs_a_policy(self) -> None:
-        with pytest.raises(LocalProtocolError, match="needs a policy"):
+        with pytest.raises(ConfigError, match="needs a policy"):
             connect_blocking("tcp://127.0.0.1:9")
 
 
@@ -164,12 +164,12 @@ class TestParentAttacks:
 
     @aio
     async def test_key_swapping_relay_rejected(self) -> None:
-        def swap(index: int, frame: bytes) -> bytes:
-            if index == 0 and frame[0] == _wire.MessageType.SERVER_HELLO:
-                start = 1 + 2 + 2 + 32
-                return frame[:start] + bytes(range(1, 33)) + frame[start + 32 :]
-            return frame
-
+        swap = HostileRelay.swap_handshake_key(bytes(range(1, 33)))
+        hello = bytes([_wire.MessageType.SERVER_HELLO]) + bytes(100)
+        assert swap(0, hello)[37:69] == bytes(range(1, 33))
+        assert swap(1, hello) == hello
+        with pytest.raises(ConfigError):
+            HostileRelay.swap_handshake_key(b"short")
         nsm = emulated()
         async with await serve(echo, LOCAL, nsm) as server:
             relay = HostileRelay(server.address, to_client=swap)
@@ -190,8 +190,9 @@ class TestParentAttacks:
                 await channel.send_message(b"x")
                 await channel.recv_message()
             await recorder.close()
-            old = next(f for d, f in recorder.transcripts[0] if d == "s2c")
-            replayer = HostileRelay(server.address, to_client=lambda i, f: old if i == 0 else f)
+            old = recorder.recorded("s2c")
+            assert old == next(f for d, f in recorder.transcripts[0] if d == "s2c")
+            replayer = HostileRelay(server.address, to_client=HostileRelay.replay(old))
             address = await replayer.start()
             try:
                 with pytest.raises(ChannelError, match="did not sign this handshake"):
@@ -255,7 +256,7 @@ class TestServerLimits:
 
     @aio
     async def test_connect_needs_a_policy(self) -> None:
-        with pytest.raises(LocalProtocolError, match="needs a policy"):
+        with pytest.raises(ConfigError, match="needs a policy"):
             await connect("tcp://127.0.0.1:9")
 
     @aio

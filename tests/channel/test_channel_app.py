@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from channel_helpers import aio, check_for, emulated
 
+from nitroguard._commands._demo.vault import build_vault
+from nitroguard._resource import AsyncResource, Resource
 from nitroguard.app import (
     AppClient,
     AppConfig,
@@ -19,10 +21,9 @@ from nitroguard.app import (
     Mode,
     TrustedKeys,
 )
-from nitroguard.app.vault import build_vault
-from nitroguard.channel.aio import connect
-from nitroguard.channel.blocking import connect_blocking
-from nitroguard.errors import ConfigError, DecryptionError, InsecureEnvironment
+from nitroguard.channel._aio import connect
+from nitroguard.channel._blocking import connect_blocking
+from nitroguard.errors import ConfigError, DecryptionError, Error, InsecureEnvironment
 
 
 def dev_config(tmp_path: Path, **kw: object) -> AppConfig:
@@ -103,6 +104,43 @@ class TestStartup:
                 assert await asyncio.to_thread(use) == b"1"
             finally:
                 await running.close()
+
+        asyncio.run(main())
+
+
+class TestResources:
+    """`RunningApp`, the clients and the channels are `AsyncResource`/`Resource`s."""
+
+    @aio
+    async def test_async_with_closes_app_client_and_channel(self, tmp_path: Path) -> None:
+        nsm = emulated()
+        async with await vault().start(dev_config(tmp_path), nsm=nsm) as running:
+            assert isinstance(running, AsyncResource)
+            check = check_for(nsm, service="vault")
+            async with AsyncAppClient(await connect(running.address, check=check), check) as c:
+                assert await c.authenticate(ALICE) == "alice"
+            # The client's exit sent the authenticated CLOSE: the channel is finished.
+            with pytest.raises(Error):
+                await c.call("keys")
+            address = running.address
+        # The app's exit stopped the server: nothing listens any more.
+        with pytest.raises(Error):
+            await connect(address, check=check, timeout=2)
+
+    def test_with_closes_blocking_client(self, tmp_path: Path) -> None:
+        async def main() -> None:
+            nsm = emulated()
+            async with await vault().start(dev_config(tmp_path), nsm=nsm) as running:
+
+                def use() -> None:
+                    check = check_for(nsm, service="vault")
+                    with AppClient(connect_blocking(running.address, check=check), check) as c:
+                        assert isinstance(c, Resource)
+                        assert c.authenticate(ALICE) == "alice"
+                    with pytest.raises(Error):
+                        c.call("keys")
+
+                await asyncio.to_thread(use)
 
         asyncio.run(main())
 

@@ -200,8 +200,8 @@ def test_application_error_in_client_sends_close_not_truncation(
 
     from channel_helpers import check_for
 
-    from nitroguard.app.vault import build_vault
-    from nitroguard.channel.blocking import connect_blocking
+    from nitroguard._commands._demo.vault import build_vault
+    from nitroguard.channel import connect_blocking
 
     caplog.set_level(logging.DEBUG)
     nsm = emulated()

@@ -22,6 +22,7 @@ from channel_helpers import GOOD_PCRS, aio, check_for, emulated, handshake
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nitroguard._commands._demo.vault import build_vault
 from nitroguard.app import (
     ANYONE,
     AUTHENTICATED,
@@ -34,9 +35,8 @@ from nitroguard.app import (
     Mode,
     TrustedKeys,
 )
-from nitroguard.app.protocol import decode_request, decode_response, encode_request
-from nitroguard.app.runtime import _LogLimiter
-from nitroguard.app.vault import build_vault
+from nitroguard.app._limits import LogLimiter
+from nitroguard.app._protocol import decode_request, decode_response, encode_request
 from nitroguard.attestation import policy
 from nitroguard.channel import (
     ClientConnection,
@@ -45,16 +45,16 @@ from nitroguard.channel import (
     ServerIdentity,
     channel_user_data,
 )
-from nitroguard.channel._messages import BufferBudget, MessageBuffer
-from nitroguard.channel._wire import AlertCode, encode_alert
-from nitroguard.channel.aio import connect
-from nitroguard.channel.auth import (
+from nitroguard.channel._aio import connect
+from nitroguard.channel._auth import (
     ClientAuth,
     decode_client_auth,
     encode_client_auth,
     public_key_line,
 )
-from nitroguard.channel.verify import DocumentCheck, pinned_image_pcrs
+from nitroguard.channel._messages import BufferBudget, MessageBuffer
+from nitroguard.channel._verify import DocumentCheck, pinned_image_pcrs
+from nitroguard.channel._wire import AlertCode, encode_alert
 from nitroguard.errors import (
     ChannelError,
     ConfigError,
@@ -462,7 +462,7 @@ class TestAttestAmplification:
 
     def test_log_limiter(self, caplog: pytest.LogCaptureFixture) -> None:
         clock = FakeClock()
-        limiter = _LogLimiter(10.0, clock)
+        limiter = LogLimiter(10.0, clock)
         assert limiter.limited("k", "refused %s", "x")
         assert not any(limiter.limited("k", "refused %s", "x") for _ in range(50))
         assert limiter.limited("other", "other")
@@ -658,7 +658,7 @@ class TestUniformAlert:
     def test_every_client_abort_sends_the_same_alert(self) -> None:
         nsm = emulated()
         identity = ServerIdentity.generate(service="vault")
-        identity.refresh(nsm.get_attestation)
+        identity.refresh(nsm)
         causes = {
             "policy": check_for(nsm, pcrs={0: b"\x99" * 48}, service="vault"),
             "service": check_for(nsm, service="other"),

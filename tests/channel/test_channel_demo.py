@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from channel_helpers import aio
 
-from nitroguard.app.demo import Step, _Story, run_story
+from nitroguard._commands._demo.story import Step, _Story, run_story
 from nitroguard.nsm import EmulatorPki
 
 EXPECTED_STEPS = [
@@ -29,7 +30,7 @@ EXPECTED_STEPS = [
     "attack: debug-mode enclave",
     "attack: redirect to another enclave image",
 ]
-# The KMS section (issue 11, nitroguard.app.kms_demo) runs after the channel story.
+# The KMS section (issue 11, nitroguard._commands._demo.kms) runs after the channel story.
 KMS_STEPS = [
     "vault fetches its master key from KMS",
     "attack: parent swaps in a ciphertext under another key",
@@ -111,3 +112,34 @@ async def test_story_in_process_with_vectors(attestation_vectors_dir: Path) -> N
     assert [s.name for s in steps] == [*EXPECTED_STEPS, "real AWS attestation documents"]
     failed = [s.to_dict() for s in steps if not s.passed]
     assert not failed, failed
+
+
+@pytest.mark.vectors
+def test_vector_report_in_process(
+    attestation_vectors_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nitroguard demo --vectors`' report, in process: every vector as expected."""
+    from nitroguard._commands._demo.vectors import find_vectors, print_report, run_vectors
+
+    assert find_vectors(str(attestation_vectors_dir)) == attestation_vectors_dir
+    report = run_vectors(attestation_vectors_dir, dt.datetime.now(dt.UTC))
+    assert report["ok"] is True
+    assert report["held"] == report["total"] > 0
+    print_report(report)
+    out = capsys.readouterr().out
+    assert f"{report['total']}/{report['total']} vectors behaved as expected: OK" in out
+    assert "[debug_mode]" in out  # the default policy rejects the debug documents
+
+
+def test_vector_report_needs_vectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nitroguard._commands._demo.vectors import find_vectors, run_vectors
+    from nitroguard.errors import Error
+
+    monkeypatch.delenv("NITROGUARD_SHARED", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Error, match=r"no vectors\.json found") as info:
+        find_vectors(None)
+    assert info.value.reason == "unreadable_input"
+    (tmp_path / "vectors.json").write_text("not json")
+    with pytest.raises(Error, match="cannot read") as info:
+        run_vectors(tmp_path, dt.datetime.now(dt.UTC))

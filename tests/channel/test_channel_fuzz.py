@@ -19,7 +19,7 @@ SETTINGS = settings(
 NSM = emulated()
 CHECK = check_for(NSM)
 IDENTITY = ServerIdentity.generate()
-IDENTITY.refresh(NSM.get_attestation)
+IDENTITY.refresh(NSM)
 REFERENCE = record_handshake(ClientConnection(CHECK, rng=seeded_rng(3)), ServerConnection(IDENTITY))
 
 

@@ -21,9 +21,10 @@ from nitroguard.channel import (
     _keys,
     _wire,
 )
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.errors import (
     ChannelError,
+    ConfigError,
     DecryptionError,
     Error,
     LocalProtocolError,
@@ -47,7 +48,7 @@ def check(nsm: EmulatedNsm) -> DocumentCheck:
 @pytest.fixture(scope="module")
 def identity(nsm: EmulatedNsm) -> ServerIdentity:
     ident = ServerIdentity.generate()
-    ident.refresh(nsm.get_attestation)
+    ident.refresh(nsm)
     return ident
 
 
@@ -355,13 +356,13 @@ class TestBinding:
         self, nsm: EmulatedNsm, check: DocumentCheck
     ) -> None:
         ident = ServerIdentity.generate()
-        doc = check(ident.attest_nonce(nsm.get_attestation, b"n" * 32))
+        doc = check(ident.attest_nonce(nsm, b"n" * 32))
         assert doc.public_key == ident.public_key
         assert doc.user_data == CHANNEL_USER_DATA
         assert doc.nonce == b"n" * 32
         for bad in (b"short", b"x" * 513):
             with pytest.raises(ChannelError, match=r"nonce must be 16\.\.512 bytes"):
-                ident.attest_nonce(nsm.get_attestation, bad)
+                ident.attest_nonce(nsm, bad)
 
     def test_signature_context(self) -> None:
         key = ed25519.Ed25519PrivateKey.generate()
@@ -384,9 +385,9 @@ class TestMisuse:
             client.start()
         with pytest.raises(LocalProtocolError, match="not allowed"):
             server.close()
-        with pytest.raises(LocalProtocolError, match="no attestation document"):
+        with pytest.raises(ConfigError, match="no attestation document"):
             ServerConnection(ServerIdentity.generate())
-        with pytest.raises(LocalProtocolError, match="versions must be"):
+        with pytest.raises(ConfigError, match="versions must be"):
             ClientConnection(check, versions=[9])
 
     def test_eof_during_handshake(self, check: DocumentCheck, identity: ServerIdentity) -> None:

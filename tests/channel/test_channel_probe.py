@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from channel_helpers import emulated
 
+from nitroguard._commands._demo.vault import build_vault
 from nitroguard.app import AppConfig, Mode
-from nitroguard.app.vault import build_vault
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from nitroguard.channel import _wire
+from nitroguard.channel._record import RecordLimits, RecordReceiver, RecordSender
 from nitroguard.channel._wire import InnerType, Suite
-from nitroguard.channel.record import RecordLimits, RecordReceiver, RecordSender
-from nitroguard.errors import DecryptionError, LocalProtocolError
+from nitroguard.errors import ConfigError, DecryptionError, LocalProtocolError
 
 SECRET = bytes(range(32))
 
@@ -189,7 +189,7 @@ class TestRekey:
         ]
 
     def test_invalid_limits(self) -> None:
-        with pytest.raises(ValueError, match="max_records"):
+        with pytest.raises(ConfigError, match="max_records"):
             RecordLimits(max_records=1)
-        with pytest.raises(ValueError, match="max_plaintext"):
+        with pytest.raises(ConfigError, match="max_plaintext"):
             RecordLimits(max_plaintext=_wire.MAX_PLAINTEXT + 1)

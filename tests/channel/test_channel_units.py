@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from channel_helpers import check_for, emulated
 
-from nitroguard.app.protocol import (
+from nitroguard.app._protocol import (
     AppError,
     decode_request,
     decode_response,
@@ -18,7 +18,7 @@ from nitroguard.app.protocol import (
 from nitroguard.attestation import Verifier, policy
 from nitroguard.channel import CHANNEL_USER_DATA, ServerIdentity
 from nitroguard.channel._messages import MessageBuffer, encode_message
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.errors import (
     ChannelError,
     ConfigError,
@@ -36,7 +36,7 @@ class TestDocumentCheck:
         now = [dt.datetime.now(dt.UTC)]
         check = check_for(nsm, clock=lambda: now[0], max_age=300, cache_size=1)
         ident = ServerIdentity.generate()
-        return check, ident.refresh(nsm.get_attestation), now
+        return check, ident.refresh(nsm), now
 
     def test_cache_hit_rechecks_max_age(self) -> None:
         check, doc, now = self._doc()
@@ -59,8 +59,8 @@ class TestDocumentCheck:
     def test_cache_hit_rechecks_policy_and_eviction(self) -> None:
         nsm = emulated()
         check = check_for(nsm, cache_size=1)
-        a = ServerIdentity.generate().refresh(nsm.get_attestation)
-        b = ServerIdentity.generate().refresh(nsm.get_attestation)
+        a = ServerIdentity.generate().refresh(nsm)
+        b = ServerIdentity.generate().refresh(nsm)
         check(a)
         check(b)  # evicts a
         check(a)
@@ -82,7 +82,7 @@ class TestDocumentCheck:
     def test_no_cache(self) -> None:
         nsm = emulated()
         check = check_for(nsm, cache_size=0)
-        doc = ServerIdentity.generate().refresh(nsm.get_attestation)
+        doc = ServerIdentity.generate().refresh(nsm)
         check(doc)
         check(doc)
         assert check.hits == 0

@@ -165,7 +165,7 @@ def render_monitor(mon: HealthMonitor) -> str:
 class TestEnclaveCounters:
     def test_app_counts_handler_errors_and_kms(self, tmp_path: Path) -> None:
         from nitroguard.app import AppClient, AppError
-        from nitroguard.channel.blocking import connect_blocking
+        from nitroguard.channel._blocking import connect_blocking
 
         with running_enclave(tmp_path) as enc:
             mon = monitor_for(enc.address, enc.root_pem)

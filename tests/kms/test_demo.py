@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from nitroguard.app.kms_demo import run_kms_story
+from nitroguard._commands._demo.kms import run_kms_story
 from nitroguard.nsm import EmulatorPki
 
 

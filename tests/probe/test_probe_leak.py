@@ -269,12 +269,12 @@ def test_serve_compare_usage_errors(args: list[str], message: str) -> None:
 
 def test_compare_handlers_in_process_replies() -> None:
     # The demo handlers on a real in-process server: the reply contents and lengths.
-    from nitroguard.transport import ServerLimits, serve
-    from nitroguard.transport._compare import (
+    from nitroguard._commands._demo.compare import (
         REPLY_SIZE,
         constant_compare_handler,
         leaky_compare_handler,
     )
+    from nitroguard.transport import ServerLimits, serve
 
     secret = bytes.fromhex(SECRET)
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nitroguard._commands._demo.compare import leaky_compare
 from nitroguard.errors import Error, ProbeError, Reason
 from nitroguard.probe._leak import NO_REPLY, LeakConfig, LeakSamples, analyse
 from nitroguard.probe.stats import (
@@ -22,7 +23,6 @@ from nitroguard.probe.stats import (
     variance,
     welch_t,
 )
-from nitroguard.transport._compare import leaky_compare
 
 # ----------------------------------------------------------------- hand-computed values
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from nitroguard._commands._demo.echo import echo_handler
 from nitroguard.errors import (
     BrokenStreamError,
     ClosedResourceError,
@@ -31,7 +32,6 @@ from nitroguard.transport import (
     recv_exact,
     serve,
 )
-from nitroguard.transport._echo import echo_handler
 
 
 @pytest.fixture

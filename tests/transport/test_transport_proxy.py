@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from nitroguard._commands._demo.echo import echo_handler
 from nitroguard.errors import BrokenStreamError, ConfigError, Reason, TransportError
 from nitroguard.transport import Address, BlockingClient, connect, parse_address, serve
-from nitroguard.transport._echo import echo_handler
 from nitroguard.transport.proxy import (
     AllowEntry,
     Allowlist,

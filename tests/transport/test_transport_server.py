@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from nitroguard._commands._demo.echo import echo_handler, parse_sleep
 from nitroguard.errors import ConfigError, Reason, TimeoutError_
 from nitroguard.framing import encode_frame
 from nitroguard.transport import (
@@ -21,7 +22,6 @@ from nitroguard.transport import (
     parse_address,
     serve,
 )
-from nitroguard.transport._echo import echo_handler, parse_sleep
 
 FAST = ServerLimits(
     first_byte_timeout=0.4,

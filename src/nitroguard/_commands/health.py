@@ -30,7 +30,7 @@ from nitroguard.attestation import policy as _policy
 from nitroguard.errors import ConfigError
 
 if TYPE_CHECKING:
-    from nitroguard.channel.auth import ClientKey
+    from nitroguard.channel import ClientKey
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -120,7 +120,7 @@ def _policy_from(pcrs: list[str]) -> _policy.Policy:
 def _client_key(path: str | None) -> ClientKey | None:
     if path is None:
         return None
-    from nitroguard.channel.auth import ClientKey
+    from nitroguard.channel import ClientKey
 
     return ClientKey.from_pem(read_blob(path, limit=1 << 16, decode_text=False))
 

@@ -271,7 +271,7 @@ def _channel_check(args: argparse.Namespace) -> Any:
         return None
     from nitroguard._commands._common import read_blob
     from nitroguard.attestation import load_pem_roots, policy
-    from nitroguard.channel.verify import DocumentCheck
+    from nitroguard.channel import DocumentCheck
 
     roots: list[Any] = []
     for path in args.root:

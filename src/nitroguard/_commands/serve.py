@@ -29,14 +29,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from nitroguard._commands._common import parse_hex
-from nitroguard.errors import ConfigError
-from nitroguard.transport import Address, Handler, Server, ServerLimits, parse_address, serve
-from nitroguard.transport._compare import (
+from nitroguard._commands._demo.compare import (
     DEFAULT_DELAY,
     constant_compare_handler,
     leaky_compare_handler,
 )
-from nitroguard.transport._echo import echo_handler
+from nitroguard._commands._demo.echo import echo_handler
+from nitroguard.errors import ConfigError
+from nitroguard.transport import Address, Handler, Server, ServerLimits, parse_address, serve
 
 
 def _positive_float(text: str) -> float:

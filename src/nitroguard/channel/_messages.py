@@ -2,14 +2,17 @@
 
 A message is a u32 big-endian length and that many bytes, carried inside DATA records
 (so lengths are encrypted too). Records and messages are independent: a message may
-span records and a record may hold several messages.
+span records and a record may hold several messages. The format is the package's one
+u32 framing (`nitroguard.framing`), so this module only adds the server-wide memory
+budget and the channel's error reasons on top of `FrameDecoder`.
 """
 
 from __future__ import annotations
 
-import struct
+import sys
 
 from nitroguard.errors import ConfigError, Reason, RemoteProtocolError
+from nitroguard.framing import NEED_DATA, Frame, FrameDecoder, encode_frame
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "BufferBudget", "MessageBuffer", "encode_message"]
 
@@ -17,11 +20,16 @@ __all__ = ["DEFAULT_MAX_MESSAGE", "BufferBudget", "MessageBuffer", "encode_messa
 DEFAULT_MAX_MESSAGE = 1 << 20
 
 
+_U32_MAX = 0xFFFF_FFFF
+
+
 def encode_message(message: bytes) -> bytes:
-    """Prefix `message` with its u32 length."""
-    if len(message) > 0xFFFF_FFFF:
-        raise ValueError("message too large for a u32 length")
-    return struct.pack(">I", len(message)) + message
+    """Prefix `message` with its u32 length.
+
+    Raises:
+        LocalProtocolError: `frame_too_large` past 4 GiB - 1 (no u32 length).
+    """
+    return encode_frame(message, max_frame_size=_U32_MAX)
 
 
 class BufferBudget:
@@ -82,10 +90,16 @@ class MessageBuffer:
     def __init__(
         self, max_message: int = DEFAULT_MAX_MESSAGE, budget: BufferBudget | None = None
     ) -> None:
-        self._buf = bytearray()
         self._max = max_message
+        self._decoder = self._new_decoder()
         self._budget = budget
+        self._held = 0  # bytes counted against the budget
         self._evicted = False
+
+    def _new_decoder(self) -> FrameDecoder:
+        # No per-buffer byte cap beyond one message: the server-wide `BufferBudget`
+        # bounds what all connections hold together.
+        return FrameDecoder(self._max, max_buffer_size=sys.maxsize)
 
     def _refuse_if_evicted(self) -> None:
         if self._evicted:
@@ -93,6 +107,14 @@ class MessageBuffer:
                 "this connection's buffer was evicted (server memory budget)",
                 Reason.MEMORY_BUDGET,
             )
+
+    def _settle(self) -> None:
+        """Return to the budget whatever the decoder no longer holds."""
+        freed = self._held - self._decoder.buffered
+        if freed > 0:
+            self._held -= freed
+            if self._budget is not None:
+                self._budget._forget(self, freed)
 
     def feed(self, data: bytes | bytearray) -> None:
         """Add decrypted bytes.
@@ -102,9 +124,17 @@ class MessageBuffer:
                 (or evicted this buffer earlier).
         """
         self._refuse_if_evicted()
+        if not data:
+            return  # b"" would mean EOF to the decoder; here it is just nothing
         if self._budget is not None:
             self._budget._grow(self, len(data))
-        self._buf += data
+        self._held += len(data)
+        try:
+            self._decoder.receive_data(data)
+        except RemoteProtocolError:
+            # An over-long length prefix: the decoder keeps the error and dropped its
+            # bytes; `next_message` reports it (nothing was buffered for it).
+            self._settle()
 
     def evict(self) -> None:
         """Drop the buffered bytes now (memory budget); every later use fails."""
@@ -113,9 +143,8 @@ class MessageBuffer:
 
     def release(self) -> None:
         """Return every pending byte to the budget (the connection is over)."""
-        held, self._buf = len(self._buf), bytearray()
-        if self._budget is not None:
-            self._budget._forget(self, held)
+        self._decoder = self._new_decoder()
+        self._settle()
 
     def next_message(self) -> bytes | None:
         """Return the next complete message, or None if more data is needed.
@@ -125,22 +154,22 @@ class MessageBuffer:
                 `memory_budget` when this buffer was evicted.
         """
         self._refuse_if_evicted()
-        if len(self._buf) < 4:
-            return None
-        (length,) = struct.unpack_from(">I", self._buf)
-        if length > self._max:
+        try:
+            event = self._decoder.next_event()
+        except RemoteProtocolError as exc:
+            self._settle()
+            size = exc.details.get("size", "?")
             raise RemoteProtocolError(
-                f"message of {length} bytes exceeds the {self._max}-byte limit", Reason.TOO_LARGE
-            )
-        if len(self._buf) < 4 + length:
+                f"message of {size} bytes exceeds the {self._max}-byte limit", Reason.TOO_LARGE
+            ) from None
+        if event is NEED_DATA:
             return None
-        message = bytes(self._buf[4 : 4 + length])
-        del self._buf[: 4 + length]
-        if self._budget is not None:
-            self._budget._forget(self, 4 + length)
-        return message
+        self._settle()
+        # The decoder never sees EOF here (the channel ends on records), so anything
+        # but NEED_DATA is a frame.
+        return event.payload if isinstance(event, Frame) else None
 
     @property
     def pending(self) -> int:
         """Bytes buffered but not yet returned."""
-        return len(self._buf)
+        return self._decoder.buffered

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
-    from nitroguard.channel.auth import ClientKey
+    from nitroguard.channel import ClientKey
     from nitroguard.transport import Address
 
 __all__ = ["LATENCY_BUCKETS", "CheckResult", "HealthMonitor"]
@@ -115,7 +115,7 @@ class HealthMonitor:
         for name, value in (("interval", interval), ("timeout", timeout), ("max_age", max_age)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-        from nitroguard.channel.verify import DocumentCheck
+        from nitroguard.channel import DocumentCheck
 
         self.address = address
         self.interval = interval
@@ -141,9 +141,9 @@ class HealthMonitor:
 
     def check_once(self) -> CheckResult:
         """Run one check now (blocking) and record it."""
-        from nitroguard.app.client import AppClient
-        from nitroguard.app.protocol import AppError
-        from nitroguard.channel.blocking import connect_blocking
+        from nitroguard.app import AppClient
+        from nitroguard.channel import connect_blocking
+        from nitroguard.errors import AppError
 
         start = self._clock()
         reason: Reason | None = None

@@ -31,7 +31,7 @@ from nitroguard.probe.stats import percentile
 from nitroguard.transport import Address, BlockingClient, SocketStream, connect, parse_address
 
 if TYPE_CHECKING:
-    from nitroguard.channel.verify import DocumentCheck
+    from nitroguard.channel import DocumentCheck
 
 __all__ = [
     "ATTACKS",
@@ -79,7 +79,7 @@ class ProbeConfig:
         legit_interval: pause between legitimate requests (default 0.05 s).
         allow_remote: allow targets that are not loopback, unix or vsock.
         seed: seed for the garbage generator (reproducible runs).
-        channel: a `nitroguard.channel.verify.DocumentCheck`: the legitimate client
+        channel: a `nitroguard.channel.DocumentCheck`: the legitimate client
             then does a full attested-channel handshake (document verified against its
             roots and policy) and one request/response per sample, as a real client of
             an `EnclaveApp` does. None: one framed request per sample.
@@ -506,7 +506,7 @@ def _one_request(
 ) -> None:
     start = time.perf_counter()
     if channel is not None:
-        from nitroguard.channel.blocking import connect_blocking
+        from nitroguard.channel import connect_blocking
 
         # A full handshake (document verified) plus one request/response.
         with connect_blocking(address, check=channel, timeout=budget) as ch:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 from collections.abc import Callable
 
-from nitroguard.errors import Error
+from nitroguard.channel import _wire
+from nitroguard.errors import ConfigError, Error
 from nitroguard.framing import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 from nitroguard.transport import Address, Connection, Server, ServerLimits, connect, serve
 
@@ -56,6 +59,49 @@ class HostileRelay:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    # Named rewrites for the classic attacks. They know the wire (docs/channel-protocol.md):
+    # the relay is the attacker, and the attacker sees and rewrites every byte.
+
+    @staticmethod
+    def swap_handshake_key(share: bytes | None = None) -> Rewrite:
+        """A ``to_client`` rewrite replacing the ServerHello's key share with `share`.
+
+        The parent's man-in-the-middle: its own X25519 share instead of the enclave's
+        (default: 32 fixed bytes). The attested key's signature no longer matches.
+        """
+        fake = share if share is not None else hashlib.sha256(b"mitm").digest()
+        if len(fake) != _wire.SHARE_SIZE:
+            raise ConfigError(f"a key share is {_wire.SHARE_SIZE} bytes")
+        start = 1 + 2 + 2 + _wire.RANDOM_SIZE  # type, version, suite, server random
+
+        def rewrite(index: int, frame: bytes) -> bytes:
+            if index == 0 and frame[:1] == bytes([_wire.MessageType.SERVER_HELLO]):
+                return frame[:start] + fake + frame[start + _wire.SHARE_SIZE :]
+            return frame
+
+        return rewrite
+
+    @staticmethod
+    def replay(frame: bytes, index: int = 0) -> Rewrite:
+        """A rewrite that sends the recorded `frame` in place of frame number `index`."""
+        return lambda i, f: frame if i == index else f
+
+    @staticmethod
+    def swap_document(document: bytes) -> Rewrite:
+        """A ``to_client`` rewrite putting `document` in the ServerHello (e.g. an old one)."""
+
+        def rewrite(index: int, frame: bytes) -> bytes:
+            if index == 0 and frame[:1] == bytes([_wire.MessageType.SERVER_HELLO]):
+                hello = _wire.decode_server_hello(frame)
+                return _wire.encode_server_hello(dataclasses.replace(hello, document=document))
+            return frame
+
+        return rewrite
+
+    def recorded(self, direction: str = "s2c", connection: int = 0) -> bytes:
+        """The first frame relayed in `direction` on connection number `connection`."""
+        return next(f for d, f in self.transcripts[connection] if d == direction)
 
     async def start(self, listen: str = "tcp://127.0.0.1:0") -> Address:
         """Start listening; returns the bound address."""

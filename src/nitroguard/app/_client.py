@@ -7,13 +7,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from nitroguard.app.protocol import decode_response, encode_request
+from nitroguard._resource import AsyncResource, Resource
+from nitroguard.app._protocol import decode_response, encode_request
 from nitroguard.attestation import VerifiedDocument, policy
-from nitroguard.channel.aio import SecureChannel
-from nitroguard.channel.auth import ClientKey
-from nitroguard.channel.blocking import BlockingChannel
-from nitroguard.channel.handshake import channel_user_data
-from nitroguard.channel.verify import DocumentCheck
+from nitroguard.channel._aio import SecureChannel
+from nitroguard.channel._auth import ClientKey
+from nitroguard.channel._blocking import BlockingChannel
+from nitroguard.channel._handshake import channel_user_data
+from nitroguard.channel._verify import DocumentCheck
 from nitroguard.errors import ChannelError, Reason, RemoteProtocolError
 
 __all__ = ["AppClient", "AsyncAppClient"]
@@ -63,11 +64,11 @@ def _principal(result: Any) -> str:
     return name
 
 
-class AppClient:
+class AppClient(Resource):
     """Blocking client over an established `BlockingChannel`.
 
     Args:
-        channel: from `nitroguard.channel.blocking.connect_blocking`.
+        channel: from `nitroguard.channel.connect_blocking`.
         check: the `DocumentCheck` used for the handshake (reused for `attest`).
         max_message: largest reply accepted.
     """
@@ -126,7 +127,7 @@ class AppClient:
         self.channel.close()
 
 
-class AsyncAppClient:
+class AsyncAppClient(AsyncResource):
     """Asyncio twin of `AppClient` over a `SecureChannel`."""
 
     def __init__(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,27 +19,28 @@ from typing import Protocol
 
 from cryptography import x509
 
+from nitroguard._resource import AsyncResource
 from nitroguard.attestation.policy import Policy
 from nitroguard.channel import _wire
+from nitroguard.channel._events import CloseReceived, DataReceived, HandshakeComplete
+from nitroguard.channel._handshake import (
+    DEFAULT_SUITES,
+    ClientConnection,
+    ConnectionState,
+    ServerConnection,
+    ServerIdentity,
+)
 from nitroguard.channel._messages import (
     DEFAULT_MAX_MESSAGE,
     BufferBudget,
     MessageBuffer,
     encode_message,
 )
-from nitroguard.channel.events import CloseReceived, DataReceived, HandshakeComplete
-from nitroguard.channel.handshake import (
-    DEFAULT_SUITES,
-    Attester,
-    ClientConnection,
-    ConnectionState,
-    ServerConnection,
-    ServerIdentity,
-)
-from nitroguard.channel.record import RecordLimits
-from nitroguard.channel.verify import DEFAULT_MAX_AGE, DocumentCheck
+from nitroguard.channel._record import RecordLimits
+from nitroguard.channel._verify import DEFAULT_MAX_AGE, DocumentCheck
 from nitroguard.errors import (
     ChannelError,
+    ConfigError,
     DecryptionError,
     Error,
     LocalProtocolError,
@@ -47,6 +49,7 @@ from nitroguard.errors import (
     TimeoutError_,
 )
 from nitroguard.framing import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
+from nitroguard.nsm import Attesting
 from nitroguard.transport import Address, Connection, Server, ServerLimits, Stream
 from nitroguard.transport import connect as transport_connect
 from nitroguard.transport import serve as transport_serve
@@ -89,11 +92,13 @@ class _StreamFrames:
         await self.stream.send_all(encode_frame(payload))
 
 
-class SecureChannel:
+class SecureChannel(AsyncResource):
     """An established attested channel (both roles).
 
     `recv()`/`send()` move raw bytes; `recv_message()`/`send_message()` move
-    length-prefixed application messages. Closing sends the authenticated CLOSE.
+    length-prefixed application messages. Closing sends the authenticated CLOSE;
+    ``async with`` sends it only when the block ended without an exception (else
+    `abort`), so the peer never mistakes a partial conversation for a complete one.
     """
 
     def __init__(
@@ -203,9 +208,6 @@ class SecureChannel:
             on_close, self._on_close = self._on_close, None
             await on_close()
 
-    async def __aenter__(self) -> SecureChannel:
-        return self
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -281,7 +283,7 @@ async def connect(
     """
     if check is None:
         if expected is None:
-            raise LocalProtocolError("connect() needs a policy (expected=) or a check=")
+            raise ConfigError("connect() needs a policy (expected=) or a check=")
         check = DocumentCheck(
             expected, roots=roots, max_age=max_age, allow_debug=allow_debug, service=service
         )
@@ -301,19 +303,10 @@ async def connect(
     return SecureChannel(conn, frames, max_message=max_message, on_close=stream.aclose)
 
 
-class _AttestingNsm(Protocol):
-    def get_attestation(
-        self,
-        user_data: bytes | None = None,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-    ) -> bytes: ...  # pragma: no cover - protocol
-
-
 ChannelHandler = Callable[[SecureChannel], Awaitable[None]]
 
 
-class ChannelServer:
+class ChannelServer(AsyncResource):
     """A running channel server: the transport `Server` plus the document refresher."""
 
     def __init__(
@@ -328,12 +321,16 @@ class ChannelServer:
         """The bound address (TCP port 0 resolved)."""
         return self.server.address
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop refreshing and accepting; drain connections (transport grace)."""
         self._refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._refresher
         await self.server.close()
+
+    async def close(self) -> None:
+        """The same as `aclose` (the transport `Server`'s name for it)."""
+        await self.aclose()
 
     async def serve_forever(self) -> None:
         """Wait until closed (closes gracefully when cancelled)."""
@@ -342,33 +339,69 @@ class ChannelServer:
         finally:
             self._refresher.cancel()
 
-    async def __aenter__(self) -> ChannelServer:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-async def _refresh_forever(identity: ServerIdentity, attest: Attester, interval: float) -> None:
+async def _refresh_forever(identity: ServerIdentity, nsm: Attesting, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(identity.refresh, attest)
+            await asyncio.to_thread(identity.refresh, nsm)
         except Error as exc:
             # Keep serving the previous document: clients reject it once it is older
             # than their MaxAge, so a broken NSM fails closed on its own.
             _log.error("attestation refresh failed: %s", exc.diagnostics())
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Acceptor:
+    """What `serve` runs for each accepted connection: handshake, handler, CLOSE."""
+
+    handler: ChannelHandler
+    identity: ServerIdentity
+    rng: Callable[[int], bytes]
+    record_limits: RecordLimits | None
+    handshake_timeout: float
+    max_message: int
+    budget: BufferBudget | None
+
+    async def __call__(self, conn: Connection) -> None:
+        sconn = ServerConnection(self.identity, rng=self.rng, limits=self.record_limits)
+        channel: SecureChannel | None = None
+        try:
+            try:
+                async with asyncio.timeout(self.handshake_timeout):
+                    await _run_handshake(sconn, conn)
+            except TimeoutError:
+                raise TimeoutError_(
+                    f"handshake not done within {self.handshake_timeout} s", kind="handshake"
+                ) from None
+            except (ChannelError, RemoteProtocolError) as exc:
+                if exc.reason is Reason.FRAME_TOO_LARGE:
+                    raise
+                _log.info("handshake rejected: %s", exc.diagnostics())
+                return
+            channel = SecureChannel(sconn, conn, max_message=self.max_message, budget=self.budget)
+            # NOTE: CLOSE only after a normal return. If the handler raises, the
+            # transport drops the connection and the client sees a truncation.
+            await self.handler(channel)
+            await channel.aclose()
+        except TimeoutError_ as exc:
+            # The transport counts it; the log line says which limit acted.
+            _log.warning("limit enforced: %s", exc.message)
+            raise
+        except RemoteProtocolError as exc:
+            if exc.reason is Reason.FRAME_TOO_LARGE:
+                _log.warning("limit enforced: %s", exc.message)
+            raise
+        finally:
+            if channel is not None:
+                # Whatever happened, this connection's parked bytes leave the budget.
+                channel._messages.release()
+
+
 async def serve(
     handler: ChannelHandler,
     address: str | Address,
-    nsm: _AttestingNsm,
+    nsm: Attesting,
     *,
     limits: ServerLimits | None = None,
     identity: ServerIdentity | None = None,
@@ -408,7 +441,7 @@ async def serve(
     """
     if identity is None:
         identity = ServerIdentity.generate(rng)
-    await asyncio.to_thread(identity.refresh, nsm.get_attestation)
+    await asyncio.to_thread(identity.refresh, nsm)
     limits = limits or ServerLimits(max_frame_size=MAX_FRAME)
     if limits.max_frame_size > MAX_FRAME:
         _log.info("limit: max_frame_size lowered to %d (largest channel record)", MAX_FRAME)
@@ -421,43 +454,12 @@ async def serve(
         record_limits or RecordLimits(),
     )
 
-    async def on_connection(conn: Connection) -> None:
-        sconn = ServerConnection(identity, rng=rng, limits=record_limits)
-        channel: SecureChannel | None = None
-        try:
-            try:
-                async with asyncio.timeout(handshake_timeout):
-                    await _run_handshake(sconn, conn)
-            except TimeoutError:
-                raise TimeoutError_(
-                    f"handshake not done within {handshake_timeout} s", kind="handshake"
-                ) from None
-            except (ChannelError, RemoteProtocolError) as exc:
-                if exc.reason is Reason.FRAME_TOO_LARGE:
-                    raise
-                _log.info("handshake rejected: %s", exc.diagnostics())
-                return
-            channel = SecureChannel(sconn, conn, max_message=max_message, budget=message_budget)
-            # NOTE: CLOSE only after a normal return. If the handler raises, the
-            # transport drops the connection and the client sees a truncation.
-            await handler(channel)
-            await channel.aclose()
-        except TimeoutError_ as exc:
-            # The transport counts it; the log line says which limit acted.
-            _log.warning("limit enforced: %s", exc.message)
-            raise
-        except RemoteProtocolError as exc:
-            if exc.reason is Reason.FRAME_TOO_LARGE:
-                _log.warning("limit enforced: %s", exc.message)
-            raise
-        finally:
-            if channel is not None:
-                # Whatever happened, this connection's parked bytes leave the budget.
-                channel._messages.release()
-
+    on_connection = _Acceptor(
+        handler, identity, rng, record_limits, handshake_timeout, max_message, message_budget
+    )
     server = await transport_serve(on_connection, address, limits, ready=ready)
     refresher = asyncio.create_task(
-        _refresh_forever(identity, nsm.get_attestation, refresh_interval),
+        _refresh_forever(identity, nsm, refresh_interval),
         name="nitroguard-attestation-refresh",
     )
     return ChannelServer(server, identity, refresher)

@@ -13,22 +13,27 @@ from types import TracebackType
 
 from cryptography import x509
 
+from nitroguard._resource import Resource
 from nitroguard.attestation.policy import Policy
 from nitroguard.channel import _wire
+from nitroguard.channel._aio import DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME
+from nitroguard.channel._events import CloseReceived, DataReceived, HandshakeComplete
+from nitroguard.channel._handshake import DEFAULT_SUITES, ClientConnection, ConnectionState
 from nitroguard.channel._messages import DEFAULT_MAX_MESSAGE, MessageBuffer, encode_message
-from nitroguard.channel.aio import DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME
-from nitroguard.channel.events import CloseReceived, DataReceived, HandshakeComplete
-from nitroguard.channel.handshake import DEFAULT_SUITES, ClientConnection, ConnectionState
-from nitroguard.channel.record import RecordLimits
-from nitroguard.channel.verify import DEFAULT_MAX_AGE, DocumentCheck
-from nitroguard.errors import ChannelError, Error, LocalProtocolError, Reason
+from nitroguard.channel._record import RecordLimits
+from nitroguard.channel._verify import DEFAULT_MAX_AGE, DocumentCheck
+from nitroguard.errors import ChannelError, ConfigError, Error, LocalProtocolError, Reason
 from nitroguard.transport import Address, BlockingClient
 
 __all__ = ["BlockingChannel", "connect_blocking"]
 
 
-class BlockingChannel:
-    """An established channel over a blocking socket (see `connect_blocking`)."""
+class BlockingChannel(Resource):
+    """An established channel over a blocking socket (see `connect_blocking`).
+
+    ``with`` sends the authenticated CLOSE only when the block ended without an
+    exception (else `abort`), like `SecureChannel`.
+    """
 
     def __init__(self, conn: ClientConnection, client: BlockingClient, max_message: int) -> None:
         self._conn = conn
@@ -115,9 +120,6 @@ class BlockingChannel:
                 self._flush()
         self._client.close()
 
-    def __enter__(self) -> BlockingChannel:
-        return self
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -152,13 +154,13 @@ def connect_blocking(
     max_message: int = DEFAULT_MAX_MESSAGE,
     service: str | None = None,
 ) -> BlockingChannel:
-    """Blocking twin of `nitroguard.channel.aio.connect` (same arguments and errors).
+    """Blocking twin of `nitroguard.channel.connect` (same arguments and errors).
 
     `timeout` bounds the connect and each read/write of the handshake.
     """
     if check is None:
         if expected is None:
-            raise LocalProtocolError("connect_blocking() needs a policy (expected=) or check=")
+            raise ConfigError("connect_blocking() needs a policy (expected=) or check=")
         check = DocumentCheck(
             expected, roots=roots, max_age=max_age, allow_debug=allow_debug, service=service
         )

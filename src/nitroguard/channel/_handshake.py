@@ -19,7 +19,8 @@ transcript contains the client's offers verbatim.
 
 No I/O here: callers feed frames with `receive_frame()`, read events, and drain
 `data_to_send()`. Time and randomness are injected (`rng`); the attestation step is
-injected too (`attest` on the server side, `verify` on the client side).
+injected too (the NSM, a `nitroguard.nsm.Attesting`, on the server side; `verify` on
+the client side).
 
 Errors: a malformed message raises `RemoteProtocolError`; a semantic handshake failure
 raises `ChannelError` (reasons `version_mismatch`, `handshake_failed`,
@@ -42,9 +43,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from nitroguard.channel import _keys, _wire
+from nitroguard.channel._events import CloseReceived, DataReceived, Event, HandshakeComplete
+from nitroguard.channel._record import Message, RecordLimits, RecordReceiver, RecordSender
 from nitroguard.channel._wire import AlertCode, InnerType, MessageType, Suite
-from nitroguard.channel.events import CloseReceived, DataReceived, Event, HandshakeComplete
-from nitroguard.channel.record import Message, RecordLimits, RecordReceiver, RecordSender
 from nitroguard.errors import (
     ChannelError,
     ConfigError,
@@ -54,6 +55,7 @@ from nitroguard.errors import (
     Reason,
     RemoteProtocolError,
 )
+from nitroguard.nsm import Attesting
 
 __all__ = [
     "CHANNEL_USER_DATA",
@@ -63,7 +65,6 @@ __all__ = [
     "MIN_NONCE",
     "SUPPORTED_VERSIONS",
     "AttestedDocument",
-    "Attester",
     "ClientConnection",
     "ConnectionState",
     "ServerConnection",
@@ -112,18 +113,6 @@ MIN_NONCE = 16
 MAX_NONCE = 512
 
 Rng = Callable[[int], bytes]
-
-
-class Attester(Protocol):
-    """Produces an NSM attestation document (e.g. `Nsm.get_attestation`)."""
-
-    def __call__(
-        self,
-        *,
-        user_data: bytes | None = None,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-    ) -> bytes: ...  # pragma: no cover - protocol
 
 
 class AttestedDocument(Protocol):
@@ -187,20 +176,22 @@ class ServerIdentity:
         """Generate a fresh identity from 32 bytes of `rng`."""
         return cls(ed25519.Ed25519PrivateKey.from_private_bytes(rng(32)), service=service)
 
-    def refresh(self, attest: Attester) -> bytes:
-        """Obtain a new document binding this key and install it.
+    def refresh(self, nsm: Attesting) -> bytes:
+        """Obtain a new document binding this key from `nsm` and install it.
 
         Returns:
             The new document.
 
         Raises:
-            NsmError: whatever `attest` raises.
+            NsmError: whatever `nsm.get_attestation` raises.
         """
-        document = attest(user_data=self.user_data, nonce=None, public_key=self.public_key)
+        document = nsm.get_attestation(
+            user_data=self.user_data, nonce=None, public_key=self.public_key
+        )
         self.document = document
         return document
 
-    def attest_nonce(self, attest: Attester, nonce: bytes) -> bytes:
+    def attest_nonce(self, nsm: Attesting, nonce: bytes) -> bytes:
         """A document for a caller-chosen nonce (the nonce-only endpoint, ATT-4/ATT-6).
 
         The caller controls ONLY the nonce: `public_key` and `user_data` are always this
@@ -213,7 +204,9 @@ class ServerIdentity:
             raise ChannelError(
                 f"nonce must be {MIN_NONCE}..{MAX_NONCE} bytes", Reason.INVALID_ARGUMENT
             )
-        return attest(user_data=self.user_data, nonce=nonce, public_key=self.public_key)
+        return nsm.get_attestation(
+            user_data=self.user_data, nonce=nonce, public_key=self.public_key
+        )
 
     def sign(self, message: bytes) -> bytes:
         """Ed25519 signature (used only for `_keys.signed_message` transcripts)."""
@@ -395,9 +388,9 @@ class ClientConnection(_Connection):
             service = getattr(verify, "service", None)
         self._user_data = channel_user_data(service)
         if not versions or any(v not in SUPPORTED_VERSIONS for v in versions):
-            raise LocalProtocolError(f"versions must be a subset of {SUPPORTED_VERSIONS}")
+            raise ConfigError(f"versions must be a subset of {SUPPORTED_VERSIONS}")
         if not suites:
-            raise LocalProtocolError("at least one suite is required")
+            raise ConfigError("at least one suite is required")
         self._verify = verify
         self._versions = tuple(versions)
         self._suites = tuple(Suite(s) for s in suites)
@@ -547,7 +540,7 @@ class ServerConnection(_Connection):
     ) -> None:
         super().__init__(rng, limits)
         if identity.document is None:
-            raise LocalProtocolError("the server identity has no attestation document yet")
+            raise ConfigError("the server identity has no attestation document yet (refresh() it)")
         self._identity = identity
         self._versions = tuple(versions)
         self._suites = tuple(Suite(s) for s in suites)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nitroguard.app.runtime import AUTHENTICATED, CallContext, EnclaveApp
-from nitroguard.channel.auth import TrustedKeys
+from nitroguard.app import AUTHENTICATED, CallContext, EnclaveApp, TrustedKeys
 from nitroguard.errors import ChannelError, Reason
 
 __all__ = ["MAX_ENTRIES", "MAX_KEY", "MAX_VALUE", "build_vault"]

@@ -13,7 +13,7 @@ import asyncio
 import re
 from typing import Final
 
-from nitroguard.transport._server import Connection
+from nitroguard.transport import Connection
 
 __all__ = ["MAX_SLEEP", "SLEEP_PREFIX", "echo_handler", "parse_sleep"]
 

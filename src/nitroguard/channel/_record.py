@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from nitroguard.channel import _keys
 from nitroguard.channel._wire import MAX_CIPHERTEXT, MAX_PLAINTEXT, InnerType, MessageType, Suite
-from nitroguard.errors import DecryptionError, LocalProtocolError, Reason
+from nitroguard.errors import ConfigError, DecryptionError, LocalProtocolError, Reason
 
 __all__ = ["Message", "RecordLimits", "RecordReceiver", "RecordSender"]
 
@@ -61,9 +61,9 @@ class RecordLimits:
 
     def __post_init__(self) -> None:
         if self.max_records < 2 or self.max_bytes < 1:
-            raise ValueError("max_records must be >= 2 and max_bytes >= 1")
+            raise ConfigError("max_records must be >= 2 and max_bytes >= 1")
         if not 1 <= self.max_plaintext <= MAX_PLAINTEXT:
-            raise ValueError(f"max_plaintext must be in 1..{MAX_PLAINTEXT}")
+            raise ConfigError(f"max_plaintext must be in 1..{MAX_PLAINTEXT}")
 
 
 def _aead(suite: Suite, key: bytes) -> AESGCM | ChaCha20Poly1305:

@@ -13,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nitroguard.errors import ChannelError, DecodeError, Error, Reason, RemoteProtocolError
+from nitroguard.errors import (
+    AppError,
+    DecodeError,
+    Error,
+    Reason,
+    RemoteProtocolError,
+)
 from nitroguard.hazmat import cbor
 
 __all__ = [
     "DEFAULT_MAX_ITEMS",
-    "AppError",
     "decode_request",
     "decode_response",
     "encode_error",
@@ -27,16 +32,6 @@ __all__ = [
 ]
 
 _MAX_DEPTH = 16
-
-
-class AppError(ChannelError):
-    """The enclave application answered a request with an error.
-
-    `reason` is the server's reason when it is a known `Reason`, else
-    `internal_error`; ``details["remote_reason"]`` always holds the server's text.
-    """
-
-    default_reason = Reason.INTERNAL_ERROR
 
 
 def encode_request(op: str, args: Mapping[str, Any]) -> bytes:

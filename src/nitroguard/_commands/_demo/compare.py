@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from nitroguard.transport._server import Connection, Handler
+from nitroguard.transport import Connection, Handler
 
 __all__ = [
     "DEFAULT_DELAY",

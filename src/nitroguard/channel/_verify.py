@@ -23,7 +23,7 @@ from cryptography import x509
 
 from nitroguard.attestation import VerifiedDocument, Verifier, policy
 from nitroguard.attestation.policy import Policy
-from nitroguard.channel.handshake import channel_user_data
+from nitroguard.channel._handshake import channel_user_data
 from nitroguard.errors import ConfigError, Reason, VerificationError
 
 __all__ = ["DEFAULT_MAX_AGE", "DocumentCheck", "pinned_image_pcrs"]
