@@ -267,6 +267,10 @@ class TestAuthorization:
                 raise ChannelError("bad token", ChannelError.default_reason)
             return name.decode()
 
+        @app.authenticator("buggy")
+        async def buggy(scheme: str, credential: bytes, ctx: CallContext) -> str:
+            raise ValueError("choked on a hostile credential")
+
         nsm = emulated()
         caplog.set_level(logging.INFO)
         running = await app.start(dev_config(tmp_path, max_strikes=3), nsm=nsm)
@@ -291,8 +295,9 @@ class TestAuthorization:
             carol = await client_for(running, nsm, "signer")
             binding = carol.channel.handshake.channel_binding
             mac = hmac.new(secret, b"carol" + binding, "sha256").digest()
-            assert await carol.authenticate_with("token", b"carol:" + mac) == "carol"
-            assert await carol.call("whoami") == ["carol", "token", "whoami"]
+            # Hook principals are scoped by scheme: "token:carol", never a key's name.
+            assert await carol.authenticate_with("token", b"carol:" + mac) == "token:carol"
+            assert await carol.call("whoami") == ["token:carol", "token", "whoami"]
             with pytest.raises(AppError) as info:
                 await carol.call("admin")
             assert info.value.reason == "not_authorized"
@@ -306,6 +311,34 @@ class TestAuthorization:
             with pytest.raises(AppError, match="unknown authentication scheme"):
                 await unknown.authenticate_with("kerberos", b"x")
             await unknown.aclose()
+
+            # A hook that accepts self-chosen names cannot make anyone "alice" (the
+            # trusted key's principal): the name it returns is token-scoped.
+            impostor = await client_for(running, nsm, "signer")
+            binding = impostor.channel.handshake.channel_binding
+            mac = hmac.new(secret, b"alice" + binding, "sha256").digest()
+            assert await impostor.authenticate_with("token", b"alice:" + mac) == "token:alice"
+            with pytest.raises(AppError) as info:
+                await impostor.call("admin")  # allow={"alice"}
+            assert info.value.reason == "not_authorized"
+            await impostor.aclose()
+            for bad_name in (b"a b", b"", b"x" * 129):
+                odd = await client_for(running, nsm, "signer")
+                binding = odd.channel.handshake.channel_binding
+                mac = hmac.new(secret, bad_name + binding, "sha256").digest()
+                with pytest.raises(AppError) as info:
+                    await odd.authenticate_with("token", bad_name + b":" + mac)
+                assert info.value.reason == "unauthenticated"
+                await odd.aclose()
+            # A hook's own bug refuses the caller; no traceback per connection in the log.
+            for _ in range(3):
+                choke = await client_for(running, nsm, "signer")
+                with pytest.raises(AppError) as info:
+                    await choke.authenticate_with("buggy", b"\xff")
+                assert info.value.reason == "unauthenticated"
+                await choke.aclose()
+            assert "Traceback" not in caplog.text
+            assert "handler raised" not in caplog.text
             await anon.aclose()
         finally:
             await running.close()
@@ -319,6 +352,9 @@ class TestAuthorization:
             app.operation("op", allow="everyone")
         with pytest.raises(ConfigError, match="built in"):
             app.authenticator("key")
+        for scheme in ("", "Token", "a:b", "x" * 33):
+            with pytest.raises(ConfigError, match="a-z0-9_-"):
+                app.authenticator(scheme)
         with pytest.raises(ConfigError, match="service name"):
             EnclaveApp("")
 

@@ -38,7 +38,9 @@ class Principal:
     """An authenticated caller."""
 
     name: str
-    """The name under which it is trusted (a `TrustedKeys` name, or the hook's)."""
+    """The name under which it is trusted: a `TrustedKeys` name (``alice``), or for an
+    app scheme the hook's name prefixed with the scheme (``token:carol``), so names
+    from different schemes never collide in ``allow=`` sets or per-principal state."""
     scheme: str
     """How it authenticated: ``key`` or the hook's scheme."""
 

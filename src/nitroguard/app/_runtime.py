@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -247,11 +248,19 @@ class EnclaveApp:
         ``ctx.channel_binding`` (e.g. an HMAC or a signature over it): a credential
         that does not depend on it can be replayed by whoever saw it once.
 
+        The caller is then known as ``f"{scheme}:{name}"`` (``token:carol``): names
+        are scoped by scheme, so a hook can never make a caller into a trusted-key
+        principal (``alice``) or into another scheme's. The name must match the
+        trusted-key name rule (1-128 of ``A-Za-z0-9_.@+-``), or the caller is refused.
+
         Raises:
-            ConfigError: the scheme is ``key`` (built in) or already registered.
+            ConfigError: the scheme is ``key`` (built in), already registered, or not
+                1-32 of ``a-z0-9_-``.
         """
-        if scheme == "key" or scheme in self._authenticators or not scheme:
-            raise ConfigError(f"authentication scheme {scheme!r} is built in or registered")
+        if scheme == "key" or scheme in self._authenticators or not _SCHEME.fullmatch(scheme):
+            raise ConfigError(
+                f"authentication scheme {scheme!r} is built in, registered, or not 1-32 of a-z0-9_-"
+            )
 
         def register(func: Authenticator) -> Authenticator:
             self._authenticators[scheme] = func
@@ -474,6 +483,9 @@ def _root_not_given(finding: Finding) -> Finding:
             "`nitroguard nsm pki --export-root`)",
         )
     return finding
+
+
+_SCHEME = re.compile(r"[a-z0-9_-]{1,32}")
 
 
 def _fingerprint(public_key: bytes) -> str:

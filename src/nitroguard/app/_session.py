@@ -29,7 +29,7 @@ from nitroguard.app._config import AppConfig
 from nitroguard.app._limits import Bucket, LogLimiter
 from nitroguard.app._protocol import decode_request, encode_error, encode_result
 from nitroguard.channel._aio import SecureChannel
-from nitroguard.channel._auth import TrustedKeys
+from nitroguard.channel._auth import TrustedKeys, is_principal_name
 from nitroguard.channel._handshake import MAX_NONCE, MIN_NONCE, ServerIdentity
 from nitroguard.errors import ChannelError, Error, Reason
 from nitroguard.nsm import ReadOnlyNsm
@@ -195,10 +195,22 @@ async def _authenticate(args: dict[str, Any], session: _Session, shared: Shared)
                 raise ChannelError(
                     f"unknown authentication scheme {scheme!r}", Reason.UNAUTHENTICATED
                 )
-            name = await hook(scheme, credential, ctx)
-            returned: object = name  # an untyped hook may return anything
-            if not isinstance(returned, str) or not name:
-                raise ChannelError("authenticator returned no principal", Reason.UNAUTHENTICATED)
+            try:
+                returned: object = await hook(scheme, credential, ctx)
+            except Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 (an app hook's bug is a refusal)
+                # A hook that chokes on a hostile credential refuses it; the parent
+                # must not get a traceback per connection into the log (docs §9).
+                raise ChannelError(
+                    f"authenticator raised {type(exc).__name__}", Reason.UNAUTHENTICATED
+                ) from None
+            if not isinstance(returned, str) or not is_principal_name(returned):
+                raise ChannelError(
+                    "authenticator returned no valid principal name", Reason.UNAUTHENTICATED
+                )
+            # Scoped by scheme: a hook can never name a trusted-key principal.
+            name = f"{scheme}:{returned}"
     except Error as exc:
         shared.logs.limited("auth", "refused: authentication failed [%s]", exc.reason.value)
         raise _Close(exc) from None

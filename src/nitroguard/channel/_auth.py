@@ -49,6 +49,7 @@ __all__ = [
     "TrustedKeys",
     "decode_client_auth",
     "encode_client_auth",
+    "is_principal_name",
     "public_key_line",
 ]
 
@@ -58,7 +59,9 @@ BINDING_SIZE = 32
 _MAGIC = b"NGCA"
 _VERSION = 1
 _MAX_FIELD = 1024
-_NAME = re.compile(r"[A-Za-z0-9_.@:+-]{1,128}")
+#: Principal names: no ``:``, which separates an app scheme from a hook's names
+#: (``token:carol``), so a hook can never produce a trusted-key principal's name.
+_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 
 
 class KeyAlgorithm(enum.IntEnum):
@@ -341,6 +344,11 @@ class TrustedKeys:
         except InvalidSignature:
             raise ChannelError("client auth signature is invalid", Reason.BAD_SIGNATURE) from None
         return name
+
+
+def is_principal_name(name: str) -> bool:
+    """True for a valid principal name: 1-128 of ``A-Za-z0-9_.@+-`` (no ``:``)."""
+    return _NAME.fullmatch(name) is not None
 
 
 def public_key_line(name: str, key: ClientKey) -> str:
