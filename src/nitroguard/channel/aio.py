@@ -39,11 +39,11 @@ from nitroguard.channel.record import RecordLimits
 from nitroguard.channel.verify import DEFAULT_MAX_AGE, DocumentCheck
 from nitroguard.errors import (
     ChannelError,
+    DeadlineError,
     Error,
     LocalProtocolError,
     Reason,
     RemoteProtocolError,
-    TimeoutError_,
 )
 from nitroguard.framing import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 from nitroguard.transport import Address, Connection, Server, ServerLimits, Stream
@@ -270,7 +270,7 @@ async def connect(
         ConfigError: neither `expected` nor `check`.
         VerificationError: the document failed verification or the policy.
         ChannelError: binding, signature, version or finished failure.
-        TimeoutError_: the handshake did not finish within `timeout`.
+        DeadlineError: the handshake did not finish within `timeout`.
         TransportError: the connection failed.
     """
     if check is None:
@@ -288,7 +288,7 @@ async def connect(
             await _run_handshake(conn, frames)
     except TimeoutError:
         await stream.aclose()
-        raise TimeoutError_(f"channel handshake not done within {timeout} s") from None
+        raise DeadlineError(f"channel handshake not done within {timeout} s") from None
     except BaseException:
         await stream.aclose()
         raise
@@ -423,7 +423,7 @@ async def serve(
                 async with asyncio.timeout(handshake_timeout):
                     await _run_handshake(sconn, conn)
             except TimeoutError:
-                raise TimeoutError_(
+                raise DeadlineError(
                     f"handshake not done within {handshake_timeout} s", kind="handshake"
                 ) from None
             except (ChannelError, RemoteProtocolError) as exc:
@@ -436,7 +436,7 @@ async def serve(
             # transport drops the connection and the client sees a truncation.
             await handler(channel)
             await channel.aclose()
-        except TimeoutError_ as exc:
+        except DeadlineError as exc:
             # The transport counts it; the log line says which limit acted.
             _log.warning("limit enforced: %s", exc.message)
             raise

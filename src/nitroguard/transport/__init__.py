@@ -17,7 +17,7 @@ Streams (trio-style ABCs; `SocketStream` implements them for all three families)
     ``Stream``: ``await receive_some(max_bytes=65536) -> bytes`` (``b""`` = EOF),
     ``await send_all(data)`` (backpressure), ``await send_eof()`` (half-close),
     ``await aclose()`` (idempotent). Errors: `ClosedResourceError` (we closed
-    it), `BrokenStreamError` (the peer reset it).
+    it), `BrokenResourceError` (the peer reset it).
     ``Listener``: ``.address``, ``await accept() -> Stream``, ``await aclose()``.
     ``await connect(address, timeout=10.0) -> SocketStream``: async client.
 
@@ -36,7 +36,7 @@ Server
 
     ``Connection``: ``await recv_frame() -> bytes | None`` (``None`` = clean EOF
     between frames, or graceful shutdown while idle; first-byte, idle and
-    absolute per-frame deadlines enforced inside; raises `TimeoutError_`
+    absolute per-frame deadlines enforced inside; raises `DeadlineError`
     with ``details["kind"]``, or `RemoteProtocolError` ``frame_too_large`` /
     ``truncated``), ``await send_frame(payload)`` (write timeout), ``.stream``
     for raw access. A handler that raises closes only its own connection.

@@ -34,13 +34,13 @@ from types import TracebackType
 from typing import Any, Final, final
 
 from nitroguard.errors import (
-    BrokenStreamError,
+    BrokenResourceError,
     ClosedResourceError,
     ConfigError,
+    DeadlineError,
     Error,
     ProtocolError,
     Reason,
-    TimeoutError_,
 )
 from nitroguard.framing import (
     MAX_FRAME_SIZE,
@@ -84,7 +84,7 @@ def _closed_before_speaking(sock: socket.socket) -> bool:
         return True  # reset or otherwise broken already
 
 
-#: Timeout kinds, as counted in `Counters.timeouts` and reported in `TimeoutError_.details["kind"]`.
+#: Timeout kinds, as counted in `Counters.timeouts` and reported in `DeadlineError.details["kind"]`.
 TIMEOUT_KINDS: Final = ("first_byte", "idle", "frame", "write", "lifetime")
 
 
@@ -373,10 +373,10 @@ class Connection:
         has started, so handlers finish naturally during a graceful close.
 
         Raises:
-            TimeoutError_: reason ``timeout``; ``details["kind"]`` is
+            DeadlineError: reason ``timeout``; ``details["kind"]`` is
                 ``first_byte``, ``idle`` or ``frame``.
             RemoteProtocolError: ``frame_too_large`` or ``truncated``.
-            BrokenStreamError: the peer reset the connection.
+            BrokenResourceError: the peer reset the connection.
         """
         self._release_slot()
         dec = self._decoder
@@ -390,7 +390,7 @@ class Connection:
                     try:
                         data = await self._read_until(self._frame_deadline)
                     except _Expired:
-                        raise TimeoutError_(
+                        raise DeadlineError(
                             f"frame timeout: no complete frame within {limits.frame_timeout:g} s "
                             "of its first byte",
                             Reason.TIMEOUT,
@@ -410,7 +410,7 @@ class Connection:
                         if state is not None and state.closing:
                             return None
                         what = "first byte" if kind == "first_byte" else "next frame"
-                        raise TimeoutError_(
+                        raise DeadlineError(
                             f"{kind} timeout: no {what} within {budget:g} s",
                             Reason.TIMEOUT,
                             kind=kind,
@@ -445,7 +445,7 @@ class Connection:
                 try:
                     data = await stream._reader.read(DEFAULT_RECEIVE_SIZE)
                 except OSError as exc:
-                    raise BrokenStreamError(f"connection broken while receiving: {exc}") from exc
+                    raise BrokenResourceError(f"connection broken while receiving: {exc}") from exc
                 if stream._counter is not None:
                     stream._counter.bytes_in += len(data)
                 return data
@@ -470,8 +470,8 @@ class Connection:
 
         Raises:
             LocalProtocolError: ``frame_too_large`` when the payload exceeds the limit.
-            TimeoutError_: reason ``timeout``, ``details["kind"] == "write"``.
-            BrokenStreamError / ClosedResourceError: the stream is gone.
+            DeadlineError: reason ``timeout``, ``details["kind"] == "write"``.
+            BrokenResourceError / ClosedResourceError: the stream is gone.
         """
         data = encode_frame(payload, max_frame_size=self._limits.max_frame_size)
         stream = self._stream
@@ -486,7 +486,7 @@ class Connection:
             async with asyncio.timeout(self._limits.write_timeout):
                 await waiter
         except TimeoutError:
-            raise TimeoutError_(
+            raise DeadlineError(
                 f"write timeout: peer did not read for {self._limits.write_timeout:g} s",
                 Reason.TIMEOUT,
                 kind="write",
@@ -626,7 +626,7 @@ class Server:
             async with asyncio.timeout(self.limits.max_lifetime) as lifetime:
                 await self._handler(conn)
             clean = True
-        except TimeoutError_ as exc:
+        except DeadlineError as exc:
             kind = str(exc.details.get("kind", "idle"))
             counters.timeouts[kind] = counters.timeouts.get(kind, 0) + 1
             log.debug("connection closed: %s", exc.diagnostics())
@@ -640,7 +640,7 @@ class Server:
         except ProtocolError as exc:
             counters.protocol_errors += 1
             log.debug("connection closed: %s", exc.diagnostics())
-        except (BrokenStreamError, ClosedResourceError, ConnectionError) as exc:
+        except (BrokenResourceError, ClosedResourceError, ConnectionError) as exc:
             counters.disconnects += 1
             log.debug("connection closed by peer: %s", exc)
         except Error as exc:

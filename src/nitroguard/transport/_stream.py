@@ -3,7 +3,7 @@
 Trio-style resource contracts on asyncio: small ABCs, one implementation for
 every socket family, `aclose()` always safe to call twice, and distinct errors
 for "we closed it" (`ClosedResourceError`) versus "the peer broke it"
-(`BrokenStreamError`).
+(`BrokenResourceError`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import stat
 from types import TracebackType
 from typing import Final, Protocol, final
 
-from nitroguard.errors import BrokenStreamError, ClosedResourceError, ConfigError, Reason
+from nitroguard.errors import BrokenResourceError, ClosedResourceError, ConfigError, Reason
 from nitroguard.transport._address import VMADDR_CID_ANY, Address, has_vsock
 
 __all__ = ["Listener", "SocketListener", "SocketStream", "Stream", "open_listener"]
@@ -48,7 +48,7 @@ class Stream(abc.ABC):
 
         Raises:
             ClosedResourceError: the stream was closed locally.
-            BrokenStreamError: the peer reset the connection.
+            BrokenResourceError: the peer reset the connection.
         """
 
     @abc.abstractmethod
@@ -57,7 +57,7 @@ class Stream(abc.ABC):
 
         Raises:
             ClosedResourceError: the stream was closed locally (or EOF was sent).
-            BrokenStreamError: the peer reset the connection.
+            BrokenResourceError: the peer reset the connection.
         """
 
     @abc.abstractmethod
@@ -162,7 +162,7 @@ class SocketStream(Stream):
         try:
             data = await self._reader.read(max_bytes)
         except OSError as exc:
-            raise BrokenStreamError(
+            raise BrokenResourceError(
                 f"connection broken while receiving: {exc}", Reason.CONNECTION_CLOSED
             ) from exc
         if self._counter is not None:
@@ -181,7 +181,7 @@ class SocketStream(Stream):
 
         Raises:
             ClosedResourceError: closed locally or after `send_eof`.
-            BrokenStreamError: the connection was lost.
+            BrokenResourceError: the connection was lost.
         """
         if self._closed:
             raise ClosedResourceError("send on a closed stream")
@@ -190,7 +190,7 @@ class SocketStream(Stream):
         writer = self._writer
         transport = writer.transport
         if transport.is_closing():
-            raise BrokenStreamError("connection lost before send", Reason.CONNECTION_CLOSED)
+            raise BrokenResourceError("connection lost before send", Reason.CONNECTION_CLOSED)
         writer.write(data)
         if self._counter is not None:
             self._counter.bytes_out += len(data)
@@ -201,12 +201,12 @@ class SocketStream(Stream):
         """Wait until the write buffer is below the high-water mark (backpressure).
 
         Raises:
-            BrokenStreamError: the connection was lost meanwhile.
+            BrokenResourceError: the connection was lost meanwhile.
         """
         try:
             await self._writer.drain()
         except OSError as exc:
-            raise BrokenStreamError(
+            raise BrokenResourceError(
                 f"connection broken while sending: {exc}", Reason.CONNECTION_CLOSED
             ) from exc
 
@@ -226,7 +226,7 @@ class SocketStream(Stream):
                 writer.write_eof()
             await writer.drain()
         except OSError as exc:
-            raise BrokenStreamError(
+            raise BrokenResourceError(
                 f"connection broken while sending EOF: {exc}", Reason.CONNECTION_CLOSED
             ) from exc
 

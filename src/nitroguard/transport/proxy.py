@@ -44,9 +44,9 @@ from typing import Any, Final, final
 
 from nitroguard.errors import (
     ConfigError,
+    DeadlineError,
     Error,
     Reason,
-    TimeoutError_,
     TransportError,
 )
 from nitroguard.transport._address import Address, parse_address
@@ -550,7 +550,7 @@ def make_handler(
                     tg.create_task(_pump(upstream, client, guard=guard, count=down, on_eof=eof))
             except BaseExceptionGroup as group:
                 if guard.expired:
-                    raise TimeoutError_(
+                    raise DeadlineError(
                         f"idle timeout: no traffic either way for {config.idle_timeout:g} s",
                         Reason.TIMEOUT,
                         kind="idle",
