@@ -69,11 +69,11 @@ from nitroguard.transport._address import parse_address as parse_address
 from nitroguard.transport._client import BlockingClient as BlockingClient
 from nitroguard.transport._client import connect as connect
 from nitroguard.transport._client import recv_exact as recv_exact
-from nitroguard.transport._server import Connection as Connection
-from nitroguard.transport._server import Counters as Counters
+from nitroguard.transport._connection import Connection as Connection
+from nitroguard.transport._limits import Counters as Counters
+from nitroguard.transport._limits import ServerLimits as ServerLimits
 from nitroguard.transport._server import Handler as Handler
 from nitroguard.transport._server import Server as Server
-from nitroguard.transport._server import ServerLimits as ServerLimits
 from nitroguard.transport._server import serve as serve
 from nitroguard.transport._stream import Listener as Listener
 from nitroguard.transport._stream import SocketListener as SocketListener
