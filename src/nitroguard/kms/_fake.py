@@ -38,7 +38,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+from nitroguard._resource import Resource
 from nitroguard.errors import ConfigError, Error
 from nitroguard.kms._envelope import seal_envelope
 from nitroguard.kms._sigv4 import SigV4Error, verify_request
@@ -902,7 +903,7 @@ class _HttpsServer(http.server.ThreadingHTTPServer):
         log.debug("connection from %s ended with an error", client_address)
 
 
-class FakeKms:
+class FakeKms(Resource):
     """The fake KMS served over HTTPS in a background thread (tests, demo, CLI).
 
     Use as a context manager::
@@ -1020,8 +1021,7 @@ class FakeKms:
             self._thread.join(5)
             self._thread = None
 
-    def __enter__(self) -> FakeKms:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __enter__(self) -> Self:
+        # Entering starts serving (the base class only returns self).
+        self.start()
+        return self

@@ -16,9 +16,9 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Final, Protocol, final
 
+from nitroguard._resource import Resource
 from nitroguard.errors import (
     BrokenResourceError,
     ClosedResourceError,
@@ -209,7 +209,7 @@ def recv_exact(
 
 
 @final
-class BlockingClient:
+class BlockingClient(Resource):
     """A blocking framed client (for scripts, tests and non-async callers).
 
     Example::
@@ -366,14 +366,3 @@ class BlockingClient:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-    def __enter__(self) -> BlockingClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -25,9 +25,9 @@ import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Final, final
 
+from nitroguard._resource import AsyncResource
 from nitroguard.errors import (
     BrokenResourceError,
     ClosedResourceError,
@@ -77,7 +77,7 @@ Handler = Callable[[Connection], Awaitable[None]]
 
 
 @final
-class Server:
+class Server(AsyncResource):
     """A running server (returned by `serve`).
 
     Attributes:
@@ -286,15 +286,8 @@ class Server:
             await asyncio.shield(self.close())
             raise
 
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """`close` with the default grace (what ``async with`` calls on exit)."""
         await self.close()
 
 

@@ -15,9 +15,9 @@ import errno
 import os
 import socket
 import stat
-from types import TracebackType
 from typing import Final, Protocol, final
 
+from nitroguard._resource import AsyncResource
 from nitroguard.errors import BrokenResourceError, ClosedResourceError, ConfigError, Reason
 from nitroguard.transport._address import VMADDR_CID_ANY, Address, has_vsock
 
@@ -35,7 +35,7 @@ class _ByteCounter(Protocol):
     bytes_out: int
 
 
-class Stream(abc.ABC):
+class Stream(AsyncResource):
     """A bidirectional, half-closeable byte stream (trio's ``HalfCloseableStream``).
 
     Implementations: `SocketStream` (TCP, Unix, vsock). The channel layer and
@@ -68,19 +68,8 @@ class Stream(abc.ABC):
     async def aclose(self) -> None:
         """Close the stream, flushing buffered bytes for a bounded time. Idempotent."""
 
-    async def __aenter__(self) -> Stream:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class Listener(abc.ABC):
+class Listener(AsyncResource):
     """Something that accepts incoming `Stream` connections."""
 
     @property
