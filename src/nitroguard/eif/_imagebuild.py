@@ -24,7 +24,6 @@ from nitroguard.hazmat._cpio import CpioWriter
 from ._image import (
     ImageConfig,
     Source,
-    atomic_output,
     coalesce,
     customer_ramdisk_size,
     docker_export_entries,
@@ -34,6 +33,7 @@ from ._image import (
     write_bootstrap_ramdisk,
     write_customer_ramdisk,
 )
+from ._output import atomic_output
 from ._writer import (
     EPOCH_BUILD_TIME,
     BuildResult,

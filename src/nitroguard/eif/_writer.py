@@ -17,7 +17,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from ._format import (
     crc32_combine,
 )
 from ._measure import Measurements, _Measurer, pcr_of_bytes
+from ._output import atomic_output
 from ._reader import MAX_CMDLINE_SIZE, MAX_METADATA_SIZE, _kernel_version
 from ._signature import (
     algorithm_for_key,
@@ -281,23 +281,8 @@ def build_eif(
     sizes = [_size_of(item, what) for _t, item, what in plan]
 
     out = Path(output)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            result = _write(fh, plan, sizes, signer, arch, default_mem, default_cpus)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(out) as fh:
+        result = _write(fh, plan, sizes, signer, arch, default_mem, default_cpus)
     return dataclasses.replace(result, path=out)
 
 
@@ -423,33 +408,27 @@ def sign_eif(
         crc32=0,
     )
     out = Path(output)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w+b") as dst:
-            crc = 0
-            dst.seek(HEADER_SIZE)
-            with _chunks(source, image.file_size, "image") as chunks:
-                skip = HEADER_SIZE
-                for block in chunks:
-                    part = block[skip:] if skip else block
-                    skip = max(0, skip - len(block))
-                    crc = zlib.crc32(part, crc)
-                    dst.write(part)
-            tail = SectionHeader(SectionType.SIGNATURE, 0, len(data)).encode() + data
-            crc = zlib.crc32(tail, crc)
-            dst.write(tail)
-            size = dst.tell()
-            head = new_header.encode()
-            total = crc32_combine(zlib.crc32(head[:CRC_OFFSET]), crc, size - HEADER_SIZE)
-            dst.seek(0)
-            dst.write(dataclasses.replace(new_header, crc32=total).encode())
-            dst.flush()
-            os.fsync(dst.fileno())
-        signed = read_eif(tmp)
+    with atomic_output(out) as dst:
+        crc = 0
+        dst.seek(HEADER_SIZE)
+        with _chunks(source, image.file_size, "image") as chunks:
+            skip = HEADER_SIZE
+            for block in chunks:
+                part = block[skip:] if skip else block
+                skip = max(0, skip - len(block))
+                crc = zlib.crc32(part, crc)
+                dst.write(part)
+        tail = SectionHeader(SectionType.SIGNATURE, 0, len(data)).encode() + data
+        crc = zlib.crc32(tail, crc)
+        dst.write(tail)
+        size = dst.tell()
+        head = new_header.encode()
+        total = crc32_combine(zlib.crc32(head[:CRC_OFFSET]), crc, size - HEADER_SIZE)
+        dst.seek(0)
+        dst.write(dataclasses.replace(new_header, crc32=total).encode())
+        dst.flush()
+        # Read the copy back before it replaces anything (the rename happens on exit).
+        signed = read_eif(dst.name)
         if signed.signature is None:  # pragma: no cover - we just wrote it
             raise Error("signature section missing after writing", Reason.INTERNAL_ERROR)
         report = check(signed.signature, signed.measurements.pcr0, at or dt.datetime.now(dt.UTC))
@@ -458,11 +437,4 @@ def sign_eif(
                 "the signed copy does not verify (did the source change while signing?)",
                 Reason.BAD_SIGNATURE,
             )
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return BuildResult(path=out, size=size, crc32=total, measurements=signed.measurements)

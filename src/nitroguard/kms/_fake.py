@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+from nitroguard._atomic import write_atomic
 from nitroguard._resource import Resource
 from nitroguard.errors import ConfigError, Error
 from nitroguard.kms._envelope import seal_envelope
@@ -222,16 +223,8 @@ class _KeyStore:
 
     def save(self, record: Mapping[str, Any]) -> None:
         target = self.path(str(record["KeyId"]))
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Key records hold key material: private to the owner (0600, as before).
+        write_atomic(target, json.dumps(record).encode(), mode=0o600)
 
 
 class FakeKmsService:
@@ -749,18 +742,6 @@ class FakeKmsService:
 # ------------------------------------------------------------------------------ TLS + HTTP
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def make_tls(host: str, region: str, now: dt.datetime) -> tuple[bytes, bytes, bytes]:
     """A fresh CA and server certificate: (CA PEM, server chain PEM, server key PEM).
 
@@ -991,7 +972,7 @@ class FakeKms(Resource):
     def start(self) -> FakeKms:
         """Generate the TLS identity, write ``ca.pem`` and start serving."""
         ca_pem, cert_pem, key_pem = make_tls(self._host, self.region, self._clock())
-        _write_atomic(self.ca_path, ca_pem)
+        write_atomic(self.ca_path, ca_pem)
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.minimum_version = ssl.TLSVersion.TLSv1_2
         with tempfile.TemporaryDirectory() as tmp:
