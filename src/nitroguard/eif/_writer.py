@@ -60,6 +60,8 @@ __all__ = [
     "StreamedInput",
     "build_eif",
     "default_metadata",
+    "kernel_version",
+    "metadata_from_kernel",
     "sign_eif",
 ]
 
@@ -215,6 +217,52 @@ def _kernel_prefix(kernel: Input) -> bytes:
         ) from exc
 
 
+def kernel_version(kernel: Input) -> str | None:
+    """The version string in an x86 bzImage's setup header, or None when it has none.
+
+    For example ``"6.1.0 (builder@host) #1 SMP ..."``; `metadata_from_kernel` keeps
+    its first word, as nitro-cli does.
+
+    Args:
+        kernel: a path to the kernel image, or its bytes (only the first 64 KiB are read).
+
+    Raises:
+        Error: `unreadable_input` when the file cannot be read.
+    """
+    return _kernel_version(_kernel_prefix(kernel))
+
+
+def metadata_from_kernel(
+    kernel: Input,
+    *,
+    image_name: str | None = None,
+    image_version: str = "1.0",
+    build_time: str = EPOCH_BUILD_TIME,
+    custom: Any = None,
+) -> bytes:
+    """The default metadata for an image built from ``kernel`` (what `build_eif` writes
+    when no metadata is given): `default_metadata` with the kernel's version.
+
+    Args:
+        kernel: a path to the kernel image, or its bytes.
+        image_name: default: the kernel's file name (``"kernel"`` for bytes).
+        image_version, build_time, custom: as in `default_metadata`.
+
+    Raises:
+        Error: `unreadable_input` when the kernel cannot be read.
+    """
+    version = kernel_version(kernel)
+    if image_name is None:
+        image_name = "kernel" if isinstance(kernel, bytes) else Path(kernel).name
+    return default_metadata(
+        image_name=image_name,
+        image_version=image_version,
+        build_time=build_time,
+        kernel_version=version.split()[0] if version else "unknown",
+        custom=custom,
+    )
+
+
 def build_eif(
     output: str | os.PathLike[str],
     *,
@@ -259,11 +307,7 @@ def build_eif(
     if len(cmdline_bytes) > MAX_CMDLINE_SIZE or b"\0" in cmdline_bytes:
         raise ConfigError("cmdline must be under 64 KiB and contain no NUL byte")
     if metadata is None:
-        kver = _kernel_version(_kernel_prefix(kernel))
-        metadata = default_metadata(
-            image_name=Path(kernel).name if not isinstance(kernel, bytes) else "kernel",
-            kernel_version=kver.split()[0] if kver else "unknown",
-        )
+        metadata = metadata_from_kernel(kernel)
     try:
         json.loads(metadata.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
