@@ -453,24 +453,7 @@ def sign_eif(
     )
     out = Path(output)
     with atomic_output(out) as dst:
-        crc = 0
-        dst.seek(HEADER_SIZE)
-        with _chunks(source, image.file_size, "image") as chunks:
-            skip = HEADER_SIZE
-            for block in chunks:
-                part = block[skip:] if skip else block
-                skip = max(0, skip - len(block))
-                crc = zlib.crc32(part, crc)
-                dst.write(part)
-        tail = SectionHeader(SectionType.SIGNATURE, 0, len(data)).encode() + data
-        crc = zlib.crc32(tail, crc)
-        dst.write(tail)
-        size = dst.tell()
-        head = new_header.encode()
-        total = crc32_combine(zlib.crc32(head[:CRC_OFFSET]), crc, size - HEADER_SIZE)
-        dst.seek(0)
-        dst.write(dataclasses.replace(new_header, crc32=total).encode())
-        dst.flush()
+        size, total = _append_signature(dst, source, image.file_size, new_header, data)
         # Read the copy back before it replaces anything (the rename happens on exit).
         signed = read_eif(dst.name)
         if signed.signature is None:  # pragma: no cover - we just wrote it
@@ -482,3 +465,29 @@ def sign_eif(
                 Reason.BAD_SIGNATURE,
             )
     return BuildResult(path=out, size=size, crc32=total, measurements=signed.measurements)
+
+
+def _append_signature(
+    dst: BinaryIO, source: str | os.PathLike[str], file_size: int, header: EifHeader, data: bytes
+) -> tuple[int, int]:
+    """Copy the image's sections, append the signature section, then write the new
+    header with the CRC (combined, so the copy is read once). Returns (size, crc32)."""
+    crc = 0
+    dst.seek(HEADER_SIZE)
+    with _chunks(source, file_size, "image") as chunks:
+        skip = HEADER_SIZE
+        for block in chunks:
+            part = block[skip:] if skip else block
+            skip = max(0, skip - len(block))
+            crc = zlib.crc32(part, crc)
+            dst.write(part)
+    tail = SectionHeader(SectionType.SIGNATURE, 0, len(data)).encode() + data
+    crc = zlib.crc32(tail, crc)
+    dst.write(tail)
+    size = dst.tell()
+    head = header.encode()
+    total = crc32_combine(zlib.crc32(head[:CRC_OFFSET]), crc, size - HEADER_SIZE)
+    dst.seek(0)
+    dst.write(dataclasses.replace(header, crc32=total).encode())
+    dst.flush()
+    return size, total
