@@ -43,7 +43,8 @@ Server
     ``Server``: ``.address``, ``.counters`` (`Counters`: accepted, refused,
     active, timeouts by kind, protocol_errors, handler_errors, disconnects,
     accept_errors, bytes_in, bytes_out; ``.snapshot()``), ``.limits``,
-    ``await close(grace=None)`` (stop accepting, drain, cancel after grace),
+    ``await close(grace=None)`` (stop accepting, drain, cancel after grace;
+    ``aclose()`` and ``async with`` use the default grace),
     ``await wait_closed()``, ``await serve_forever()``.
 
 Limits (`ServerLimits`, frozen; defaults): max_connections 1024,
