@@ -10,7 +10,7 @@ import pytest
 from eif_helpers import basic_sections, bzimage, craft, run_json
 
 from nitroguard import eif
-from nitroguard.errors import EifError, Error, Reason
+from nitroguard.errors import ConfigError, EifError, Error, Reason
 
 SIGNED = "v4-signed-es384-2ramdisks.eif"
 AT = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
@@ -90,6 +90,12 @@ def test_crc_mismatch_is_a_problem_not_an_error(tmp_path: Path) -> None:
     with pytest.raises(Error) as info:
         eif.describe(tmp_path / "missing.eif", at=AT)
     assert info.value.reason is Reason.UNREADABLE_INPUT
+
+
+@pytest.mark.vectors
+def test_unknown_allow_id_is_refused(eif_vectors_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="RNG-99"):
+        eif.describe(eif_vectors_dir / SIGNED, at=AT, allow=["RNG-2", "rng-99"])
 
 
 def test_metadata_view_flattens_like_nitro_cli() -> None:

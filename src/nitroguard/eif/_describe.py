@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any, final
 
+from nitroguard.errors import ConfigError
 from nitroguard.findings import Finding, Status
 
 from ._checks import static_checks
@@ -102,6 +103,7 @@ def describe(
             the image unsound; they are still listed in `Description.findings`.
 
     Raises:
+        ConfigError: an `allow` id names no static check.
         EifError: the image is malformed (see `read_eif`).
         Error: `unreadable_input` when it cannot be read.
     """
@@ -112,6 +114,13 @@ def describe(
     report = image.check_signature(at)
     findings = tuple(static_checks(image))
     allowed = frozenset(a.upper() for a in allow)
+    # A misspelt id would silently allow nothing: refuse it (as the CLI's --allow does).
+    unknown = sorted(allowed - {f.id for f in findings})
+    if unknown:
+        raise ConfigError(
+            f"--allow: unknown finding id(s) {', '.join(unknown)}; "
+            f"known: {', '.join(f.id for f in findings)}"
+        )
     problems: list[str] = []
     if not image.crc_ok:
         problems.append("CRC mismatch")
