@@ -1,6 +1,6 @@
 """Fuzz the proxy relay: random chunking, stalls, half-closes and resets (issue 16 section 5).
 
-Runs random scenarios (`nitroguard.testing.relay`) through a fresh proxy each, on both
+Runs random scenarios (`nitroguard.testing`) through a fresh proxy each, on both
 relay paths (splice and copy), checking after each that no byte was lost, duplicated
 or altered, and that no file descriptor outlived the proxy. Loopback only; bounded
 by --seconds (default 120) and --count.
@@ -16,7 +16,7 @@ import json
 import random
 import time
 
-from nitroguard.testing.relay import open_fds, random_scenario, run_scenario
+from nitroguard.testing import open_fds, random_scenario, run_scenario
 from nitroguard.transport._splice import splice_available
 
 

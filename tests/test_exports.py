@@ -19,11 +19,24 @@ import nitroguard
 ROOT = pathlib.Path(nitroguard.__file__).parent
 
 #: Packages already in the ``_``-module form.
-CONVERTED = ("app", "attestation", "audit", "channel", "fleet", "framing", "hazmat", "nsm", "scan")
+CONVERTED = (
+    "app",
+    "attestation",
+    "audit",
+    "channel",
+    "eif",
+    "fleet",
+    "framing",
+    "hazmat",
+    "kms",
+    "nsm",
+    "scan",
+    "transport",
+)
 
 #: Packages still to convert in phase 2 of issue 15 (the lead empties this list).
 #: Only the checks that already hold for them run (names resolve, no duplicates).
-PHASE2 = ("eif", "kms", "probe", "testing", "transport")
+PHASE2 = ("probe", "testing")
 
 
 def _packages() -> list[str]:

@@ -17,10 +17,11 @@ from typing import Any
 __all__ = [
     "AppError",
     "AuditError",
-    "BrokenStreamError",
+    "BrokenResourceError",
     "ChannelError",
     "ClosedResourceError",
     "ConfigError",
+    "DeadlineError",
     "DecodeError",
     "DecryptionError",
     "EifError",
@@ -37,7 +38,6 @@ __all__ = [
     "Reason",
     "RemoteProtocolError",
     "TarError",
-    "TimeoutError_",
     "TransportError",
     "VerificationError",
 ]
@@ -269,7 +269,7 @@ class TransportError(Error):
     default_reason = Reason.CONNECTION_CLOSED
 
 
-class TimeoutError_(TransportError):
+class DeadlineError(TransportError):
     """A deadline expired."""
 
     default_reason = Reason.TIMEOUT
@@ -281,7 +281,7 @@ class ClosedResourceError(TransportError):
     default_reason = Reason.CONNECTION_CLOSED
 
 
-class BrokenStreamError(TransportError):
+class BrokenResourceError(TransportError):
     """The peer went away or the stream broke."""
 
     default_reason = Reason.CONNECTION_CLOSED

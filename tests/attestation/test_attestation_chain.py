@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from nitroguard.attestation import STEPS, Verifier, policy, verify
 from nitroguard.errors import ConfigError, PolicyError, Reason, VerificationError
 from nitroguard.hazmat import cose
-from nitroguard.testing.pki import AwsLikePki, default_specs, issue
+from nitroguard.testing import AwsLikePki, default_specs, issue
 
 AT = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 P384_ORDER = int(
@@ -398,7 +398,7 @@ class TestSignature:
     def test_signature_is_over_received_bytes(self, pki: AwsLikePki) -> None:
         """An equivalent re-encoding (definite vs indefinite) must not verify."""
         signed = cbor2.loads(pki.document(indefinite=True))
-        from nitroguard.testing.pki import encode_map
+        from nitroguard.testing import encode_map
 
         signed[2] = encode_map(pki.fields(), indefinite=False)
         _reject(pki, cbor2.dumps(signed), Reason.BAD_SIGNATURE, "signature")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nitroguard.testing.pki import AwsLikePki
+from nitroguard.testing import AwsLikePki
 
 SIGNAL = "real/signal_2023-05-24.cbor"
 SIGNAL_AT = "2023-05-24T18:37:46Z"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nitroguard._commands.attest import document_json
 from nitroguard.attestation import AttestationDocument, Verifier
 from nitroguard.errors import Error
-from nitroguard.testing.pki import AwsLikePki
+from nitroguard.testing import AwsLikePki
 
 AT = dt.datetime(2026, 5, 5, 5, 5, tzinfo=dt.UTC)
 

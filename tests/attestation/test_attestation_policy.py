@@ -9,7 +9,7 @@ import pytest
 
 from nitroguard.attestation import Verifier, policy
 from nitroguard.errors import ConfigError, PolicyError, Reason
-from nitroguard.testing.pki import AwsLikePki, default_pcrs
+from nitroguard.testing import AwsLikePki, default_pcrs
 
 AT = dt.datetime(2026, 4, 2, 9, 0, tzinfo=dt.UTC)
 AT_MS = round(AT.timestamp() * 1000)

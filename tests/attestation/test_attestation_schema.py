@@ -10,7 +10,7 @@ import pytest
 
 from nitroguard.attestation import MAX_DOCUMENT_SIZE, AttestationDocument, Verifier
 from nitroguard.errors import DecodeError, Error, Reason, VerificationError
-from nitroguard.testing.pki import AwsLikePki, encode_map
+from nitroguard.testing import AwsLikePki, encode_map
 
 AT = dt.datetime(2026, 3, 1, 8, 30, tzinfo=dt.UTC)
 

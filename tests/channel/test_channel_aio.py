@@ -14,10 +14,10 @@ from nitroguard.channel._blocking import connect_blocking
 from nitroguard.errors import (
     ChannelError,
     ConfigError,
+    DeadlineError,
     DecryptionError,
     PolicyError,
     RemoteProtocolError,
-    TimeoutError_,
 )
 from nitroguard.nsm import EmulatedNsm
 from nitroguard.testing.channel import HostileRelay
@@ -291,7 +291,7 @@ class TestServerLimits:
         srv = await asyncio.start_server(silent, "127.0.0.1", 0)
         port = srv.sockets[0].getsockname()[1]
         try:
-            with pytest.raises(TimeoutError_, match="handshake not done"):
+            with pytest.raises(DeadlineError, match="handshake not done"):
                 await connect(f"tcp://127.0.0.1:{port}", check=check_for(emulated()), timeout=0.3)
             await finished.wait()
         finally:

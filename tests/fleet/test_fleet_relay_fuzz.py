@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nitroguard.testing.relay import Scenario, open_fds, random_scenario, run_scenario
+from nitroguard.testing import Scenario, open_fds, random_scenario, run_scenario
 from nitroguard.transport._splice import splice_available
 
 PATHS = ["copy", "splice"] if splice_available() else ["copy"]
@@ -42,7 +42,7 @@ def test_large_both_ways_exact(relay: str) -> None:
 
 
 def test_check_catches_a_lost_byte() -> None:
-    from nitroguard.testing.relay import Outcome
+    from nitroguard.testing import Outcome
 
     scenario = Scenario(up=b"abc", down=b"xyz", client_chunks=(1,), upstream_chunks=(1,))
     Outcome(b"abc", b"xyz").check(scenario)

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from nitroguard.errors import BrokenStreamError, TimeoutError_
+from nitroguard.errors import BrokenResourceError, DeadlineError
 from nitroguard.transport._splice import Relay, splice_available
 
 
@@ -95,7 +95,7 @@ def test_idle_timeout(use_splice: bool) -> None:
             on_eof=lambda: None,
             use_splice=use_splice,
         )
-        with pytest.raises(TimeoutError_) as info:
+        with pytest.raises(DeadlineError) as info:
             await relay.run()
         assert info.value.details["kind"] == "idle"
         for s in (a1, a2, b1, b2):
@@ -122,7 +122,7 @@ def test_reset_ends_the_relay(use_splice: bool) -> None:
         b2.close()  # upstream resets
         await asyncio.sleep(0.05)
         a1.send(b"x" * 100_000)  # the relay writes into the reset upstream
-        with pytest.raises(BrokenStreamError):
+        with pytest.raises(BrokenResourceError):
             await task
         for s in (a1, a2, b1):
             s.close()

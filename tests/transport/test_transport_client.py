@@ -14,12 +14,12 @@ import pytest
 
 from nitroguard._commands._demo.echo import echo_handler
 from nitroguard.errors import (
-    BrokenStreamError,
+    BrokenResourceError,
     ClosedResourceError,
     ConfigError,
+    DeadlineError,
     Reason,
     RemoteProtocolError,
-    TimeoutError_,
     TransportError,
 )
 from nitroguard.transport import (
@@ -71,7 +71,7 @@ def test_recv_exact_deadline(pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
     b.sendall(b"x")
     start = time.monotonic()
-    with pytest.raises(TimeoutError_, match="deadline passed after 1 of 4 bytes") as info:
+    with pytest.raises(DeadlineError, match="deadline passed after 1 of 4 bytes") as info:
         recv_exact(a, 4, deadline=time.monotonic() + 0.2)
     assert info.value.reason is Reason.TIMEOUT
     assert 0.15 < time.monotonic() - start < 1.0
@@ -125,7 +125,7 @@ def test_recv_exact_reset_is_broken() -> None:
     server_side.close()  # RST
     listener.close()
     try:
-        with pytest.raises(BrokenStreamError, match="connection broken after 0 of 4"):
+        with pytest.raises(BrokenResourceError, match="connection broken after 0 of 4"):
             recv_exact(client, 4, deadline=time.monotonic() + 1)
     finally:
         client.close()
@@ -133,7 +133,7 @@ def test_recv_exact_reset_is_broken() -> None:
 
 def test_recv_exact_injected_clock(pair: tuple[socket.socket, socket.socket]) -> None:
     a, _ = pair
-    with pytest.raises(TimeoutError_, match="deadline passed"):
+    with pytest.raises(DeadlineError, match="deadline passed"):
         recv_exact(a, 4, deadline=10.0, clock=lambda: 11.0)
 
 
@@ -186,7 +186,7 @@ def test_blocking_client_roundtrip(echo_server: _ServerThread) -> None:
 def test_blocking_client_timeout(echo_server: _ServerThread) -> None:
     with BlockingClient(echo_server.address, timeout=2) as client:
         client.send_frame(b"sleep:1")
-        with pytest.raises(TimeoutError_, match="deadline passed"):
+        with pytest.raises(DeadlineError, match="deadline passed"):
             client.recv_frame(timeout=0.2)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from nitroguard._commands._demo.echo import echo_handler
-from nitroguard.errors import BrokenStreamError, ConfigError, Reason, TransportError
+from nitroguard.errors import BrokenResourceError, ConfigError, Reason, TransportError
 from nitroguard.transport import Address, BlockingClient, connect, parse_address, serve
 from nitroguard.transport.proxy import (
     AllowEntry,
@@ -35,7 +35,7 @@ async def read_all(stream: object, budget: float = 10.0) -> bytes:
         try:
             while chunk := await stream.receive_some():  # type: ignore[attr-defined]
                 chunks.append(chunk)
-        except BrokenStreamError:
+        except BrokenResourceError:
             pass
     return b"".join(chunks)
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from nitroguard._commands._demo.echo import echo_handler, parse_sleep
-from nitroguard.errors import ConfigError, Reason, TimeoutError_
+from nitroguard.errors import ConfigError, DeadlineError, Reason
 from nitroguard.framing import encode_frame
 from nitroguard.transport import (
     Connection,
@@ -420,7 +420,7 @@ def test_client_side_connection_and_timeouts() -> None:
         stream = await connect(server.address)
         conn = Connection(stream, ServerLimits(first_byte_timeout=0.2))
         await conn.send_frame(b"sleep:0.5")
-        with pytest.raises(TimeoutError_, match="first_byte timeout") as info:
+        with pytest.raises(DeadlineError, match="first_byte timeout") as info:
             await conn.recv_frame()
         assert info.value.details["kind"] == "first_byte"
         await stream.aclose()

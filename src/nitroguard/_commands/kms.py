@@ -128,7 +128,8 @@ def _fake_serve(args: argparse.Namespace) -> int:
 
     from cryptography import x509
 
-    from nitroguard.kms._fake import FakeKms, _write_atomic, load_credentials
+    from nitroguard._atomic import write_atomic
+    from nitroguard.kms._fake import FakeKms, load_credentials
     from nitroguard.transport import parse_address
 
     address = parse_address(args.listen)
@@ -153,7 +154,7 @@ def _fake_serve(args: argparse.Namespace) -> int:
     )
     if credentials is None:
         cred = fake.credential
-        _write_atomic(
+        write_atomic(
             state / "credentials.json",
             json.dumps(
                 [

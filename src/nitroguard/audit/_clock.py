@@ -17,10 +17,11 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from cryptography import x509
 
+from nitroguard._resource import Resource
 from nitroguard.attestation import AttestationDocument, VerifiedDocument, Verifier, policy
 from nitroguard.errors import NsmError, Reason, VerificationError
 from nitroguard.nsm import ReadOnlyNsm
@@ -217,7 +218,7 @@ class _ClockProbe(Protocol):
 CLOCKSOURCE = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
 
 
-class ClockGuard:
+class ClockGuard(Resource):
     """Watch for clocksource changes and wall-clock jumps, in a background thread.
 
     Every `interval` seconds it reads the current clocksource through the probe and
@@ -367,8 +368,11 @@ class ClockGuard:
         """Whether the background thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
-    def __enter__(self) -> ClockGuard:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """`stop` with the default timeout (what ``with`` calls on exit)."""
         self.stop()
+
+    def __enter__(self) -> Self:
+        # Entering starts the thread (the base class only returns self).
+        self.start()
+        return self

@@ -41,12 +41,12 @@ from nitroguard.channel._verify import DEFAULT_MAX_AGE, DocumentCheck
 from nitroguard.errors import (
     ChannelError,
     ConfigError,
+    DeadlineError,
     DecryptionError,
     Error,
     LocalProtocolError,
     Reason,
     RemoteProtocolError,
-    TimeoutError_,
 )
 from nitroguard.framing import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 from nitroguard.nsm import Attesting
@@ -278,7 +278,7 @@ async def connect(
         ConfigError: neither `expected` nor `check`.
         VerificationError: the document failed verification or the policy.
         ChannelError: binding, signature, version or finished failure.
-        TimeoutError_: the handshake did not finish within `timeout`.
+        DeadlineError: the handshake did not finish within `timeout`.
         TransportError: the connection failed.
     """
     if check is None:
@@ -296,7 +296,7 @@ async def connect(
             await _run_handshake(conn, frames)
     except TimeoutError:
         await stream.aclose()
-        raise TimeoutError_(f"channel handshake not done within {timeout} s") from None
+        raise DeadlineError(f"channel handshake not done within {timeout} s") from None
     except BaseException:
         await stream.aclose()
         raise
@@ -371,7 +371,7 @@ class _Acceptor:
                 async with asyncio.timeout(self.handshake_timeout):
                     await _run_handshake(sconn, conn)
             except TimeoutError:
-                raise TimeoutError_(
+                raise DeadlineError(
                     f"handshake not done within {self.handshake_timeout} s", kind="handshake"
                 ) from None
             except (ChannelError, RemoteProtocolError) as exc:
@@ -384,7 +384,7 @@ class _Acceptor:
             # transport drops the connection and the client sees a truncation.
             await self.handler(channel)
             await channel.aclose()
-        except TimeoutError_ as exc:
+        except DeadlineError as exc:
             # The transport counts it; the log line says which limit acted.
             _log.warning("limit enforced: %s", exc.message)
             raise

@@ -14,16 +14,13 @@ Everything follows ``../shared/spec/eif.md``. Quick tour::
 `build_eif` writes an image deterministically (nitro-cli's section order, no
 wall-clock time, optional deterministic signing). `build_eif_from_image` does what
 ``nitro-cli build-enclave`` does, from a ``docker export`` or an OCI image, without
-Docker, with the same PCRs (docs/eif.md, "Build from an image").
+Docker, with the same PCRs (docs/eif.md, "Build from an image"). `describe` gives
+the verdict of ``nitroguard eif describe`` (CRC, signature, static checks) as a
+`Description`.
 """
 
-from __future__ import annotations
-
-import datetime as dt
-
-from nitroguard.errors import EifError, Reason
-
 from ._checks import kernel_params, static_checks
+from ._describe import Description, describe, metadata_view
 from ._diff import ImageDiff, SectionDiff, diff_images
 from ._format import EifHeader, SectionType
 from ._image import ImageConfig, parse_image_config
@@ -31,6 +28,7 @@ from ._imagebuild import ImageBuildResult, build_eif_from_image
 from ._measure import Measurements, extend_from_zero, pcr_of_bytes
 from ._reader import EifImage, EifSource, Section, read_eif
 from ._signature import SignatureReport, SignatureSection, pcr_payload
+from ._verify import check_signature, measure, verify_signature
 from ._writer import (
     EPOCH_BUILD_TIME,
     BuildResult,
@@ -38,14 +36,18 @@ from ._writer import (
     StreamedInput,
     build_eif,
     default_metadata,
+    kernel_version,
+    metadata_from_kernel,
     sign_eif,
 )
 
 __all__ = [
     "EPOCH_BUILD_TIME",
     "BuildResult",
+    "Description",
     "EifHeader",
     "EifImage",
+    "EifSource",
     "ImageBuildResult",
     "ImageConfig",
     "ImageDiff",
@@ -61,10 +63,14 @@ __all__ = [
     "build_eif_from_image",
     "check_signature",
     "default_metadata",
+    "describe",
     "diff_images",
     "extend_from_zero",
     "kernel_params",
+    "kernel_version",
     "measure",
+    "metadata_from_kernel",
+    "metadata_view",
     "parse_image_config",
     "pcr_of_bytes",
     "pcr_payload",
@@ -73,46 +79,3 @@ __all__ = [
     "static_checks",
     "verify_signature",
 ]
-
-
-def measure(source: EifSource) -> Measurements:
-    """PCR0/1/2 (and PCR8 when signed) of an image, validating it on the way.
-
-    Raises:
-        EifError: the image is malformed (see `read_eif`).
-        Error: `unreadable_input` when it cannot be read.
-    """
-    return read_eif(source).measurements
-
-
-def check_signature(image: EifImage, *, at: dt.datetime | None = None) -> SignatureReport:
-    """Judge the signature of a signed image; never raises on a bad signature.
-
-    The signature is verified over the payload rebuilt from the image's own PCR0
-    (Trail of Bits: reconstruct, don't parse); the embedded payload is only compared.
-
-    Args:
-        image: a parsed image.
-        at: when to judge the certificate's validity; default now (read once here).
-
-    Raises:
-        EifError: `not_signed` when the image has no signature section.
-    """
-    if at is None:
-        at = dt.datetime.now(dt.UTC)
-    report = image.check_signature(at)
-    if report is None:
-        raise EifError("the image is not signed", Reason.NOT_SIGNED)
-    return report
-
-
-def verify_signature(image: EifImage, *, at: dt.datetime | None = None) -> SignatureReport:
-    """Like `check_signature`, but raise on any failure.
-
-    Raises:
-        EifError: `not_signed`, `bad_signature`, `signature_payload_mismatch`,
-            `expired_certificate`, `not_yet_valid_certificate` or `unsupported_algorithm`.
-    """
-    report = check_signature(image, at=at)
-    report.raise_for_failure()
-    return report

@@ -15,7 +15,6 @@ import gzip
 import json
 import os
 import posixpath
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,7 +35,6 @@ __all__ = [
     "DEFAULT_MTIME",
     "ImageConfig",
     "Source",
-    "atomic_output",
     "coalesce",
     "customer_ramdisk_size",
     "docker_export_entries",
@@ -532,36 +530,3 @@ def docker_export_entries(stream: BinaryIO, *, skip_data: bool = False) -> Sourc
     reader = TarReader(stream, skip_data=skip_data)
     for entry in reader:
         yield entry, reader.read_chunks
-
-
-# --- atomic outputs ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
-    """A temporary file beside `path`, renamed onto it only if the block succeeds.
-
-    Raises:
-        Error: `unreadable_input` when the directory is not writable.
-    """
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise Error(f"cannot write {path}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-    tmp = Path(tmp_name)
-    try:
-        # mkstemp makes 0600 files; give the output the mode any new file would get.
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise Error(f"cannot write {path}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -24,7 +24,6 @@ from nitroguard.hazmat._cpio import CpioWriter
 from ._image import (
     ImageConfig,
     Source,
-    atomic_output,
     coalesce,
     customer_ramdisk_size,
     docker_export_entries,
@@ -34,6 +33,7 @@ from ._image import (
     write_bootstrap_ramdisk,
     write_customer_ramdisk,
 )
+from ._output import atomic_output
 from ._writer import (
     EPOCH_BUILD_TIME,
     BuildResult,
@@ -196,35 +196,9 @@ def build_eif_from_image(
         ImageError: the image cannot be converted like nitro-cli would (see reasons).
         Error: `unreadable_input` on I/O failures.
     """
-    if (docker_export is None) == (oci is None):
-        raise ConfigError("give either a docker export (+ image config) or an OCI image")
-    if docker_export is not None and image_config is None:
-        raise ConfigError("--docker-export needs --image-config (docker inspect output)")
-    if oci is not None:
-        from ._oci import open_oci
-
-        opened = open_oci(oci, platform=platform, allow_unreproducible=allow_unreproducible)
-    else:
-        assert docker_export is not None  # noqa: S101
-        assert image_config is not None  # noqa: S101
-        opened = _docker_export(docker_export, image_config)
+    opened = _open_source(docker_export, image_config, oci, platform, allow_unreproducible)
     with opened as (config, entries, warnings):
-        image_arch = config.eif_arch
-        if image_arch == "?":
-            raise ImageError(
-                f"image architecture {config.architecture!r} is not amd64 or arm64 "
-                "(nitro-cli refuses it)",
-                Reason.INVALID_IMAGE_CONFIG,
-            )
-        if image_arch is None and arch is None:
-            raise ConfigError("the image config has no Architecture; give --arch")
-        if arch is not None and image_arch is not None and arch != image_arch:
-            raise ConfigError(
-                f"--arch {arch} disagrees with the image's architecture "
-                f"{config.architecture} (nitro-cli takes the EIF flag from the image)"
-            )
-        eif_arch = arch or image_arch
-        assert eif_arch is not None  # noqa: S101 - checked above
+        eif_arch = _eif_arch(config, arch)
         blob = read_blobs(blobs, eif_arch, kernel=kernel, cmdline=cmdline)
         config.launch  # noqa: B018 - fail on a missing Cmd/Entrypoint before any output
         with contextlib.ExitStack() as stack:
@@ -239,24 +213,11 @@ def build_eif_from_image(
             boot_path, cust_path = work / "bootstrap-initrd.img", work / "customer-initrd.img"
             with atomic_output(boot_path) as fh:
                 boot_size = write_bootstrap_ramdisk(fh, blob.init, blob.nsm_ko)
-            customer: Path | StreamedInput
             # A pipe cannot be read twice: write the ramdisk to a file first then.
-            if ramdisk_dir is not None or (docker_export and not docker_export.is_file()):
-                with atomic_output(cust_path) as fh:
-                    cust_size = write_customer_ramdisk(fh, entries(), config, progress=progress)
-                customer = cust_path
-            else:
-                # Stream the customer ramdisk straight into the EIF: a headers-only pass
-                # gives its size, the second pass copies the data once (bench/eif_build.py).
-                cust_size = customer_ramdisk_size(entries(skip_data=True), config)
-                customer = StreamedInput(
-                    cust_size,
-                    lambda: coalesce(
-                        iter_customer_ramdisk(
-                            CpioWriter(None), entries(), config, progress=progress
-                        )
-                    ),
-                )
+            to_file = ramdisk_dir is not None or bool(docker_export and not docker_export.is_file())
+            customer, cust_size = _customer(
+                cust_path if to_file else None, entries, config, progress
+            )
             if metadata is None:
                 metadata = default_metadata(
                     image_name=image_name or "image",
@@ -278,6 +239,70 @@ def build_eif_from_image(
     with atomic_output(pcrs_path) as fh:
         fh.write(json.dumps(result.measurements.to_dict(), indent=2).encode() + b"\n")
     return ImageBuildResult(result, pcrs_path, boot_size, cust_size, eif_arch, tuple(warnings))
+
+
+def _open_source(
+    docker_export: Path | None,
+    image_config: Path | None,
+    oci: Path | None,
+    platform: str | None,
+    allow_unreproducible: bool,
+) -> contextlib.AbstractContextManager[tuple[ImageConfig, Callable[..., Source], list[str]]]:
+    """The image's (config, entries, warnings) context, from a docker export or OCI."""
+    if (docker_export is None) == (oci is None):
+        raise ConfigError("give either a docker export (+ image config) or an OCI image")
+    if docker_export is not None and image_config is None:
+        raise ConfigError("--docker-export needs --image-config (docker inspect output)")
+    if oci is not None:
+        from ._oci import open_oci
+
+        return open_oci(oci, platform=platform, allow_unreproducible=allow_unreproducible)
+    assert docker_export is not None  # noqa: S101
+    assert image_config is not None  # noqa: S101
+    return _docker_export(docker_export, image_config)
+
+
+def _eif_arch(config: ImageConfig, arch: str | None) -> str:
+    """The EIF's architecture: the image's, which an explicit `arch` must agree with."""
+    image_arch = config.eif_arch
+    if image_arch == "?":
+        raise ImageError(
+            f"image architecture {config.architecture!r} is not amd64 or arm64 "
+            "(nitro-cli refuses it)",
+            Reason.INVALID_IMAGE_CONFIG,
+        )
+    if image_arch is None and arch is None:
+        raise ConfigError("the image config has no Architecture; give --arch")
+    if arch is not None and image_arch is not None and arch != image_arch:
+        raise ConfigError(
+            f"--arch {arch} disagrees with the image's architecture "
+            f"{config.architecture} (nitro-cli takes the EIF flag from the image)"
+        )
+    eif_arch = arch or image_arch
+    assert eif_arch is not None  # noqa: S101 - checked above
+    return eif_arch
+
+
+def _customer(
+    path: Path | None,
+    entries: Callable[..., Source],
+    config: ImageConfig,
+    progress: Callable[[int], None] | None,
+) -> tuple[Path | StreamedInput, int]:
+    """The customer ramdisk and its size: written to `path`, or else streamed."""
+    if path is not None:
+        with atomic_output(path) as fh:
+            size = write_customer_ramdisk(fh, entries(), config, progress=progress)
+        return path, size
+    # Stream the customer ramdisk straight into the EIF: a headers-only pass
+    # gives its size, the second pass copies the data once (bench/eif_build.py).
+    size = customer_ramdisk_size(entries(skip_data=True), config)
+    return StreamedInput(
+        size,
+        lambda: coalesce(
+            iter_customer_ramdisk(CpioWriter(None), entries(), config, progress=progress)
+        ),
+    ), size
 
 
 def load_expected_pcrs(path: Path) -> dict[str, str]:

@@ -19,175 +19,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import hashlib
-import io
-import json
 import os
 import posixpath
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from nitroguard.errors import Error, ImageError, Reason
+from nitroguard.errors import ImageError, Reason
 from nitroguard.hazmat._tar import TarEntry, TarReader
 
 from ._image import DEFAULT_MTIME, ImageConfig, Source, parse_image_config
+from ._oci_blobs import _blob_path, _Blobs, _decompressed, _Hashing
 
 __all__ = ["open_oci"]
 
-MAX_JSON = 16 * 1024 * 1024
 MAX_DEPTH = 4
 MAX_COMPONENTS = 256
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 }
-
-
-# --- blob access ---------------------------------------------------------------------
-
-
-class _Blobs:
-    """Read-only access to the files of an OCI layout (directory or uncompressed tar)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.members: dict[str, tuple[int, int]] | None = None
-        if root.is_file():
-            self.members = {}
-            try:
-                with root.open("rb") as fh:
-                    if fh.read(2) == b"\x1f\x8b":
-                        raise ImageError(
-                            f"{root} is compressed; decompress it first (blobs are read "
-                            "by offset, which needs a plain tar)",
-                            Reason.UNSUPPORTED_COMPRESSION,
-                        )
-                    fh.seek(0)
-                    reader = TarReader(fh)
-                    for entry in reader:
-                        if entry.typeflag == b"0":
-                            name = posixpath.normpath(entry.name.decode(errors="replace"))
-                            self.members[name.lstrip("/")] = (reader.offset, entry.size)
-            except OSError as exc:
-                raise Error(f"cannot read {root}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-        elif not root.is_dir():
-            raise Error(f"{root} is neither a directory nor a tar file", Reason.UNREADABLE_INPUT)
-
-    def exists(self, name: str) -> bool:
-        if self.members is not None:
-            return name in self.members
-        return (self.root / name).is_file()
-
-    @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[BinaryIO]:
-        name = posixpath.normpath(name).lstrip("/")
-        if name.startswith("..") or "\x00" in name:
-            raise ImageError(f"blob path {name!r} escapes the layout", Reason.UNSAFE_PATH)
-        try:
-            if self.members is None:
-                path = self.root / name
-                if path.is_symlink() or not path.is_file():
-                    raise ImageError(f"missing blob {name}", Reason.MALFORMED_IMAGE)
-                with path.open("rb") as fh:
-                    yield fh
-                return
-            if name not in self.members:
-                raise ImageError(f"missing blob {name}", Reason.MALFORMED_IMAGE)
-            offset, size = self.members[name]
-            with self.root.open("rb") as fh:
-                fh.seek(offset)
-                yield _Window(fh, size)  # type: ignore[misc]
-        except OSError as exc:
-            raise Error(f"cannot read {name}: {exc.strerror}", Reason.UNREADABLE_INPUT) from exc
-
-    def read_json(self, name: str, digest: str | None = None) -> tuple[Any, bytes]:
-        with self.open(name) as fh:
-            data = fh.read(MAX_JSON + 1)
-        if len(data) > MAX_JSON:
-            raise ImageError(f"{name} exceeds {MAX_JSON} bytes", Reason.TOO_LARGE)
-        if digest is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise ImageError(f"{name} does not match its digest {digest}", Reason.MALFORMED_IMAGE)
-        try:
-            return json.loads(data.decode("utf-8")), data
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise ImageError(f"{name} is not JSON: {exc}", Reason.MALFORMED_IMAGE) from None
-
-
-class _Window(io.RawIOBase):
-    """The `size` bytes at the current position of `fh`."""
-
-    def __init__(self, fh: BinaryIO, size: int) -> None:
-        self._fh, self._left = fh, size
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        n = self._left if n < 0 else min(n, self._left)
-        data = self._fh.read(n)
-        self._left -= len(data)
-        return data
-
-    def readinto(self, buf: Any) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-
-def _blob_path(digest: Any) -> str:
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
-        raise ImageError(f"unsupported or malformed digest {digest!r}", Reason.MALFORMED_IMAGE)
-    return "blobs/sha256/" + digest[len("sha256:") :]
-
-
-class _Hashing(io.RawIOBase):
-    """Hash everything read through it."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self.hash = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n)
-        self.hash.update(data)
-        return data
-
-    def readinto(self, buf: Any) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-
-@contextlib.contextmanager
-def _decompressed(raw: BinaryIO) -> Iterator[BinaryIO]:
-    """gzip, zstd or plain, by magic number (media types are often wrong)."""
-    buffered = io.BufferedReader(raw)  # type: ignore[type-var]
-    magic = buffered.peek(4)[:4]
-    if magic[:2] == b"\x1f\x8b":
-        with gzip.GzipFile(fileobj=buffered, mode="rb") as gz:
-            yield gz  # type: ignore[misc]
-    elif magic == b"\x28\xb5\x2f\xfd":
-        try:
-            import zstandard
-        except ImportError:
-            raise ImageError(
-                "this image has zstd-compressed layers; install the optional extra "
-                "'nitroguard[zstd]' (the zstandard package) to read them",
-                Reason.UNSUPPORTED_COMPRESSION,
-            ) from None
-        with zstandard.ZstdDecompressor().stream_reader(buffered) as zs:
-            yield zs
-    else:
-        yield buffered
 
 
 # --- the tree -------------------------------------------------------------------------
@@ -273,35 +127,7 @@ def _apply_layer(
                 Reason.TOO_LARGE,
             )
         base = parts[-1]
-        # Implied parents (4.2 item 4): created in this layer, 0755, root, "now".
-        node = tree.root
-        for i, part in enumerate(parts[:-1]):
-            assert node.children is not None  # noqa: S101 - parents are directories
-            sub = b"/".join(parts[: i + 1])
-            child = node.children.get(part)
-            if child is None or (sub not in declared and sub not in implied):
-                # (a name declared earlier in this layer may have been replaced since)
-                declared.discard(sub)
-                if child is not None and child.layer == layer and child.children is None:
-                    raise ImageError(
-                        f"{path.decode(errors='replace')}: a parent is a non-directory of "
-                        "the same layer",
-                        Reason.UNSAFE_PATH,
-                    )
-                new = _dir_node(0o755, 0, 0, DEFAULT_MTIME, layer)
-                if child is not None and child.children is not None:
-                    new.children = child.children  # overlay merges directories
-                node.children[part] = new
-                implied[sub] = new
-                child = new
-            assert child is not None  # noqa: S101
-            if child.children is None:
-                raise ImageError(
-                    f"{path.decode(errors='replace')}: parent is not a directory",
-                    Reason.UNSAFE_PATH,
-                )
-            node = child
-        parent = node
+        parent = _parents(tree, parts, path, layer, declared, implied)
         assert parent.children is not None  # noqa: S101
         if base == b".wh..wh..opq":
             _prune_lower(parent, layer)
@@ -322,20 +148,7 @@ def _apply_layer(
                 parent.children[base] = _dir_node(mode, entry.uid, entry.gid, entry.mtime, layer)
             continue
         if entry.typeflag == b"1":
-            target = _clean(entry.linkname)
-            linked = tree.lookup(target.split(b"/")) if target else None
-            if linked is None or linked.children is not None:
-                raise ImageError(
-                    f"{path.decode(errors='replace')}: hard link target "
-                    f"{entry.linkname.decode(errors='replace')!r} is missing or a directory",
-                    Reason.MALFORMED_IMAGE,
-                )
-            inode = linked.inode
-            if inode.typeflag != b"2":  # dockerd chmods/chtimes the shared inode
-                inode.mode, inode.mtime = mode, entry.mtime
-            inode.uid, inode.gid = entry.uid, entry.gid
-            if linked is not existing:
-                parent.children[base] = _Node(inode, layer)
+            _hard_link(tree, parent, base, path, entry, existing, mode, layer)
             continue
         if entry.typeflag not in (b"0", b"2", b"3", b"4", b"6"):
             raise ImageError(
@@ -371,6 +184,74 @@ def _apply_layer(
         if not allow:
             raise ImageError(msg, Reason.NOT_REPRODUCIBLE)
         warnings.append(msg)
+
+
+def _parents(  # noqa: PLR0917 - private helper with one caller
+    tree: _Tree,
+    parts: list[bytes],
+    path: bytes,
+    layer: int,
+    declared: set[bytes],
+    implied: dict[bytes, _Node],
+) -> _Node:
+    """The directory an entry goes in, creating implied parents (4.2 item 4): created
+    in this layer, 0755, root, "now"."""
+    node = tree.root
+    for i, part in enumerate(parts[:-1]):
+        assert node.children is not None  # noqa: S101 - parents are directories
+        sub = b"/".join(parts[: i + 1])
+        child = node.children.get(part)
+        if child is None or (sub not in declared and sub not in implied):
+            # (a name declared earlier in this layer may have been replaced since)
+            declared.discard(sub)
+            if child is not None and child.layer == layer and child.children is None:
+                raise ImageError(
+                    f"{path.decode(errors='replace')}: a parent is a non-directory of "
+                    "the same layer",
+                    Reason.UNSAFE_PATH,
+                )
+            new = _dir_node(0o755, 0, 0, DEFAULT_MTIME, layer)
+            if child is not None and child.children is not None:
+                new.children = child.children  # overlay merges directories
+            node.children[part] = new
+            implied[sub] = new
+            child = new
+        assert child is not None  # noqa: S101
+        if child.children is None:
+            raise ImageError(
+                f"{path.decode(errors='replace')}: parent is not a directory",
+                Reason.UNSAFE_PATH,
+            )
+        node = child
+    return node
+
+
+def _hard_link(  # noqa: PLR0917 - private helper with one caller
+    tree: _Tree,
+    parent: _Node,
+    base: bytes,
+    path: bytes,
+    entry: TarEntry,
+    existing: _Node | None,
+    mode: int,
+    layer: int,
+) -> None:
+    """A hard link shares its target's inode (dockerd's overlay2 does the same)."""
+    assert parent.children is not None  # noqa: S101
+    target = _clean(entry.linkname)
+    linked = tree.lookup(target.split(b"/")) if target else None
+    if linked is None or linked.children is not None:
+        raise ImageError(
+            f"{path.decode(errors='replace')}: hard link target "
+            f"{entry.linkname.decode(errors='replace')!r} is missing or a directory",
+            Reason.MALFORMED_IMAGE,
+        )
+    inode = linked.inode
+    if inode.typeflag != b"2":  # dockerd chmods/chtimes the shared inode
+        inode.mode, inode.mtime = mode, entry.mtime
+    inode.uid, inode.gid = entry.uid, entry.gid
+    if linked is not existing:
+        parent.children[base] = _Node(inode, layer)
 
 
 def _prune_lower(node: _Node, layer: int) -> None:

@@ -17,7 +17,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from ._format import (
     crc32_combine,
 )
 from ._measure import Measurements, _Measurer, pcr_of_bytes
+from ._output import atomic_output
 from ._reader import MAX_CMDLINE_SIZE, MAX_METADATA_SIZE, _kernel_version
 from ._signature import (
     algorithm_for_key,
@@ -60,6 +60,8 @@ __all__ = [
     "StreamedInput",
     "build_eif",
     "default_metadata",
+    "kernel_version",
+    "metadata_from_kernel",
     "sign_eif",
 ]
 
@@ -215,6 +217,52 @@ def _kernel_prefix(kernel: Input) -> bytes:
         ) from exc
 
 
+def kernel_version(kernel: Input) -> str | None:
+    """The version string in an x86 bzImage's setup header, or None when it has none.
+
+    For example ``"6.1.0 (builder@host) #1 SMP ..."``; `metadata_from_kernel` keeps
+    its first word, as nitro-cli does.
+
+    Args:
+        kernel: a path to the kernel image, or its bytes (only the first 64 KiB are read).
+
+    Raises:
+        Error: `unreadable_input` when the file cannot be read.
+    """
+    return _kernel_version(_kernel_prefix(kernel))
+
+
+def metadata_from_kernel(
+    kernel: Input,
+    *,
+    image_name: str | None = None,
+    image_version: str = "1.0",
+    build_time: str = EPOCH_BUILD_TIME,
+    custom: Any = None,
+) -> bytes:
+    """The default metadata for an image built from ``kernel`` (what `build_eif` writes
+    when no metadata is given): `default_metadata` with the kernel's version.
+
+    Args:
+        kernel: a path to the kernel image, or its bytes.
+        image_name: default: the kernel's file name (``"kernel"`` for bytes).
+        image_version, build_time, custom: as in `default_metadata`.
+
+    Raises:
+        Error: `unreadable_input` when the kernel cannot be read.
+    """
+    version = kernel_version(kernel)
+    if image_name is None:
+        image_name = "kernel" if isinstance(kernel, bytes) else Path(kernel).name
+    return default_metadata(
+        image_name=image_name,
+        image_version=image_version,
+        build_time=build_time,
+        kernel_version=version.split()[0] if version else "unknown",
+        custom=custom,
+    )
+
+
 def build_eif(
     output: str | os.PathLike[str],
     *,
@@ -259,11 +307,7 @@ def build_eif(
     if len(cmdline_bytes) > MAX_CMDLINE_SIZE or b"\0" in cmdline_bytes:
         raise ConfigError("cmdline must be under 64 KiB and contain no NUL byte")
     if metadata is None:
-        kver = _kernel_version(_kernel_prefix(kernel))
-        metadata = default_metadata(
-            image_name=Path(kernel).name if not isinstance(kernel, bytes) else "kernel",
-            kernel_version=kver.split()[0] if kver else "unknown",
-        )
+        metadata = metadata_from_kernel(kernel)
     try:
         json.loads(metadata.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -281,33 +325,9 @@ def build_eif(
     sizes = [_size_of(item, what) for _t, item, what in plan]
 
     out = Path(output)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        # mkstemp makes 0600; the finished image gets what `open()` would give (umask).
-        os.fchmod(fd, 0o666 & ~_umask())
-    except OSError as exc:
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            result = _write(fh, plan, sizes, signer, arch, default_mem, default_cpus)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(out) as fh:
+        result = _write(fh, plan, sizes, signer, arch, default_mem, default_cpus)
     return dataclasses.replace(result, path=out)
-
-
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _write(  # noqa: PLR0917 - private helper with one caller
@@ -432,35 +452,10 @@ def sign_eif(
         crc32=0,
     )
     out = Path(output)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        # mkstemp makes 0600; the finished image gets what `open()` would give (umask).
-        os.fchmod(fd, 0o666 & ~_umask())
-    except OSError as exc:
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w+b") as dst:
-            crc = 0
-            dst.seek(HEADER_SIZE)
-            with _chunks(source, image.file_size, "image") as chunks:
-                skip = HEADER_SIZE
-                for block in chunks:
-                    part = block[skip:] if skip else block
-                    skip = max(0, skip - len(block))
-                    crc = zlib.crc32(part, crc)
-                    dst.write(part)
-            tail = SectionHeader(SectionType.SIGNATURE, 0, len(data)).encode() + data
-            crc = zlib.crc32(tail, crc)
-            dst.write(tail)
-            size = dst.tell()
-            head = new_header.encode()
-            total = crc32_combine(zlib.crc32(head[:CRC_OFFSET]), crc, size - HEADER_SIZE)
-            dst.seek(0)
-            dst.write(dataclasses.replace(new_header, crc32=total).encode())
-            dst.flush()
-            os.fsync(dst.fileno())
-        signed = read_eif(tmp)
+    with atomic_output(out) as dst:
+        size, total = _append_signature(dst, source, image.file_size, new_header, data)
+        # Read the copy back before it replaces anything (the rename happens on exit).
+        signed = read_eif(dst.name)
         if signed.signature is None:  # pragma: no cover - we just wrote it
             raise Error("signature section missing after writing", Reason.INTERNAL_ERROR)
         report = check(signed.signature, signed.measurements.pcr0, at or dt.datetime.now(dt.UTC))
@@ -469,11 +464,30 @@ def sign_eif(
                 "the signed copy does not verify (did the source change while signing?)",
                 Reason.BAD_SIGNATURE,
             )
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise Error(f"cannot write {out}: {exc.strerror}", Reason.UNWRITABLE_OUTPUT) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return BuildResult(path=out, size=size, crc32=total, measurements=signed.measurements)
+
+
+def _append_signature(
+    dst: BinaryIO, source: str | os.PathLike[str], file_size: int, header: EifHeader, data: bytes
+) -> tuple[int, int]:
+    """Copy the image's sections, append the signature section, then write the new
+    header with the CRC (combined, so the copy is read once). Returns (size, crc32)."""
+    crc = 0
+    dst.seek(HEADER_SIZE)
+    with _chunks(source, file_size, "image") as chunks:
+        skip = HEADER_SIZE
+        for block in chunks:
+            part = block[skip:] if skip else block
+            skip = max(0, skip - len(block))
+            crc = zlib.crc32(part, crc)
+            dst.write(part)
+    tail = SectionHeader(SectionType.SIGNATURE, 0, len(data)).encode() + data
+    crc = zlib.crc32(tail, crc)
+    dst.write(tail)
+    size = dst.tell()
+    head = header.encode()
+    total = crc32_combine(zlib.crc32(head[:CRC_OFFSET]), crc, size - HEADER_SIZE)
+    dst.seek(0)
+    dst.write(dataclasses.replace(header, crc32=total).encode())
+    dst.flush()
+    return size, total

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
-    from nitroguard.transport._server import Counters
+    from nitroguard.transport import Counters
     from nitroguard.transport.proxy import ProxyCounters
 
 __all__ = [

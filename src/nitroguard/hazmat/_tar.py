@@ -300,21 +300,7 @@ class TarReader:
                 entry.name = long_name
             if long_link is not None:
                 entry.linkname = long_link
-            for key, value in pax.items():
-                if key == b"path":
-                    entry.name = value
-                elif key == b"linkpath":
-                    entry.linkname = value
-                elif key == b"size":
-                    entry.size = _pax_int(value, "size")
-                elif key == b"uid":
-                    entry.uid = _pax_int(value, "uid")
-                elif key == b"gid":
-                    entry.gid = _pax_int(value, "gid")
-                elif key == b"mtime":
-                    entry.mtime = _pax_time(value)
-                elif key.startswith(b"GNU.sparse"):
-                    raise TarError("sparse files are not supported", Reason.UNSUPPORTED_ENTRY)
+            _apply_pax(entry, pax)
             if entry.size < 0:
                 raise TarError("negative size", Reason.MALFORMED_TAR)
             if entry.typeflag == b"\x00":
@@ -326,3 +312,22 @@ class TarReader:
             self._remaining = entry.data_size
             self._pad = -self._remaining % BLOCK
             return entry
+
+
+def _apply_pax(entry: TarEntry, pax: dict[bytes, bytes]) -> None:
+    """PAX records override the header's fields (Go's mergePAX)."""
+    for key, value in pax.items():
+        if key == b"path":
+            entry.name = value
+        elif key == b"linkpath":
+            entry.linkname = value
+        elif key == b"size":
+            entry.size = _pax_int(value, "size")
+        elif key == b"uid":
+            entry.uid = _pax_int(value, "uid")
+        elif key == b"gid":
+            entry.gid = _pax_int(value, "gid")
+        elif key == b"mtime":
+            entry.mtime = _pax_time(value)
+        elif key.startswith(b"GNU.sparse"):
+            raise TarError("sparse files are not supported", Reason.UNSUPPORTED_ENTRY)

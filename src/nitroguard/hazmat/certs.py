@@ -2,7 +2,7 @@
 
 Both AWS-shaped PKIs in nitroguard are built on `issue`: the NSM emulator's CA
 hierarchy (`nitroguard.nsm.EmulatorPki`) and the test kit's fully configurable chain
-(`nitroguard.testing.pki.AwsLikePki`). Every certificate property is a field, so a
+(`nitroguard.testing.AwsLikePki`). Every certificate property is a field, so a
 test can break exactly one of them. Nothing here decides trust.
 """
 

@@ -378,7 +378,14 @@ def parse_envelope(data: bytes) -> Envelope:
     encrypted_key = _prim(ktri[3], _OCTET_STRING, "encryptedKey")
     if not 1 <= len(encrypted_key) <= MAX_ENCRYPTED_KEY:
         raise _fail(f"encryptedKey of {len(encrypted_key)} bytes", Reason.TOO_LARGE)
-    eci = _expect(ed[2], _SEQUENCE, "EncryptedContentInfo", count=3, indefinite_ok=True)
+    iv, chunks, primitive = _encrypted_content(ed[2])
+    return Envelope(key_id, encrypted_key, iv, chunks, primitive)
+
+
+def _encrypted_content(node: _Node) -> tuple[bytes, tuple[bytes, ...], bool]:
+    """EncryptedContentInfo: id-data, aes256-CBC with a 16-byte IV, and the content
+    (primitive, or constructed chunks). Returns (iv, chunks, primitive)."""
+    eci = _expect(node, _SEQUENCE, "EncryptedContentInfo", count=3, indefinite_ok=True)
     content_type = _prim(eci[0], _OID, "EncryptedContentInfo.contentType")
     if content_type != OID_DATA:
         raise _fail(f"encrypted content type is {_oid_name(content_type)}, not id-data")
@@ -412,7 +419,7 @@ def parse_envelope(data: bytes) -> Envelope:
         raise _fail(f"encrypted content of {size} bytes is not a positive multiple of 16")
     if size > MAX_CONTENT:
         raise _fail(f"encrypted content over {MAX_CONTENT} bytes", Reason.TOO_LARGE, size=size)
-    return Envelope(key_id, encrypted_key, iv, chunks, primitive)
+    return iv, chunks, primitive
 
 
 # ----------------------------------------------------------------------------- writer

@@ -85,36 +85,9 @@ def generate_policy(
         ConfigError: no image, a bad ARN or account, PCR8 asked for an unsigned image,
             an unknown PCR index or an invalid encryption-context pair.
     """
-    if not images:
-        raise ConfigError("at least one image is needed")
-    if not _ACCOUNT.match(account):
-        raise ConfigError(f"account must be 12 digits, got {account!r}")
-    if not _ROLE_ARN.match(principal) or principal.endswith(":root"):
-        raise ConfigError(f"principal must be the enclave's IAM role ARN, got {principal!r}")
-    if principal.split(":")[4] != account:
-        raise ConfigError(f"principal {principal!r} is not in account {account}")
-    admin_list = list(admins) if admins else [f"arn:aws:iam::{account}:root"]
-    for admin in admin_list:
-        if admin == principal:
-            raise ConfigError("the enclave role cannot also be an administrator")
-        if not _ROLE_ARN.match(admin):
-            raise ConfigError(f"administrator must be an IAM ARN, got {admin!r}")
-    signed = all(8 in image.pcrs for image in images)
-    if pcrs is None:
-        chosen = [*DEFAULT_PCRS, 8] if signed else list(DEFAULT_PCRS)
-    else:
-        chosen = sorted(set(pcrs))
-    for index in chosen:
-        if not 0 <= index <= 31:
-            raise ConfigError(f"PCR index out of range: {index}")
-        missing = [image.name for image in images if index not in image.pcrs]
-        if missing:
-            why = " (unsigned image)" if index == 8 else ""
-            raise ConfigError(f"PCR{index} is not measured for {', '.join(missing)}{why}")
-    context = dict(encryption_context or {})
-    for key, value in context.items():
-        if not _CONTEXT_KEY.match(key) or not value or len(value) > 1024:
-            raise ConfigError(f"invalid encryption context pair {key!r}={value!r}")
+    admin_list, chosen, context = _checked(
+        images, principal, account, pcrs, encryption_context, admins
+    )
 
     attestation: dict[str, list[str] | str] = {}
 
@@ -170,3 +143,45 @@ def generate_policy(
     if rolling:
         policy_id += f"-rolling-upgrade-{len(images)}-images"
     return {"Version": "2012-10-17", "Id": policy_id, "Statement": statements}
+
+
+def _checked(  # noqa: PLR0917 - private helper with one caller
+    images: Sequence[ImagePcrs],
+    principal: str,
+    account: str,
+    pcrs: Sequence[int] | None,
+    encryption_context: Mapping[str, str] | None,
+    admins: Sequence[str] | None,
+) -> tuple[list[str], list[int], dict[str, str]]:
+    """Validate `generate_policy`'s arguments; return (admins, PCR indexes, context)."""
+    if not images:
+        raise ConfigError("at least one image is needed")
+    if not _ACCOUNT.match(account):
+        raise ConfigError(f"account must be 12 digits, got {account!r}")
+    if not _ROLE_ARN.match(principal) or principal.endswith(":root"):
+        raise ConfigError(f"principal must be the enclave's IAM role ARN, got {principal!r}")
+    if principal.split(":")[4] != account:
+        raise ConfigError(f"principal {principal!r} is not in account {account}")
+    admin_list = list(admins) if admins else [f"arn:aws:iam::{account}:root"]
+    for admin in admin_list:
+        if admin == principal:
+            raise ConfigError("the enclave role cannot also be an administrator")
+        if not _ROLE_ARN.match(admin):
+            raise ConfigError(f"administrator must be an IAM ARN, got {admin!r}")
+    signed = all(8 in image.pcrs for image in images)
+    if pcrs is None:
+        chosen = [*DEFAULT_PCRS, 8] if signed else list(DEFAULT_PCRS)
+    else:
+        chosen = sorted(set(pcrs))
+    for index in chosen:
+        if not 0 <= index <= 31:
+            raise ConfigError(f"PCR index out of range: {index}")
+        missing = [image.name for image in images if index not in image.pcrs]
+        if missing:
+            why = " (unsigned image)" if index == 8 else ""
+            raise ConfigError(f"PCR{index} is not measured for {', '.join(missing)}{why}")
+    context = dict(encryption_context or {})
+    for key, value in context.items():
+        if not _CONTEXT_KEY.match(key) or not value or len(value) > 1024:
+            raise ConfigError(f"invalid encryption context pair {key!r}={value!r}")
+    return admin_list, chosen, context

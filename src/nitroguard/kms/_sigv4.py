@@ -68,6 +68,25 @@ def _canonical_query(path: str) -> str:
     return "&".join(f"{k}={v}" for k, v in encoded)
 
 
+def _canonical_request(
+    method: str, path: str, headers: Mapping[str, str], signed: list[str], body: bytes
+) -> str:
+    """SigV4's canonical request (method, URI, query, signed headers, body hash)."""
+    canonical_headers = "".join(
+        f"{name}:{_SPACES.sub(' ', headers[name].strip())}\n" for name in signed
+    )
+    return "\n".join(
+        [
+            method,
+            _canonical_uri(path),
+            _canonical_query(path),
+            canonical_headers,
+            ";".join(signed),
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
+
+
 def verify_request(
     method: str,
     path: str,
@@ -123,19 +142,7 @@ def verify_request(
         )
     if abs(now - when) > MAX_SKEW:
         raise SigV4Error("InvalidSignatureException", "Signature expired")
-    canonical_headers = "".join(
-        f"{name}:{_SPACES.sub(' ', headers[name].strip())}\n" for name in signed
-    )
-    canonical = "\n".join(
-        [
-            method,
-            _canonical_uri(path),
-            _canonical_query(path),
-            canonical_headers,
-            ";".join(signed),
-            hashlib.sha256(body).hexdigest(),
-        ]
-    )
+    canonical = _canonical_request(method, path, headers, signed, body)
     to_sign = "\n".join(
         [
             ALGORITHM,

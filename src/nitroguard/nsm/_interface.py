@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from types import TracebackType
-from typing import Final, Protocol, Self, TypeVar
+from typing import Final, Protocol, TypeVar
 
+from nitroguard._resource import Resource
 from nitroguard.errors import NsmError, Reason
 from nitroguard.nsm import _codec as codec
 from nitroguard.nsm._codec import NsmDescription, PcrDescription
@@ -92,7 +92,7 @@ def _expect(response: codec.Response, cls: type[_R]) -> _R:
     return response
 
 
-class Nsm(abc.ABC):
+class Nsm(Resource):
     """A Nitro Secure Module: the real device, the emulator, or the emulator over a socket.
 
     Open one with `nitroguard.nsm.open`. Implementations: `nitroguard.nsm.DeviceNsm` (``/dev/nsm``),
@@ -112,19 +112,8 @@ class Nsm(abc.ABC):
     def _transact(self, request: bytes) -> bytes:
         """Send one encoded request (at most 4096 bytes) and return the raw answer."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def close(self) -> None:
         """Release the underlying resource. Idempotent."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------- requests
 

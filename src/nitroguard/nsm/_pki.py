@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from nitroguard._atomic import write_atomic
 from nitroguard.errors import ConfigError, NsmError, Reason
 from nitroguard.hazmat import cbor
 from nitroguard.hazmat.certs import CA_USAGE, CertSpec, issue
@@ -278,8 +279,8 @@ class EmulatorPki:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            _write_private(key_path, key_pem, 0o600)
-            _write_private(cert_path, root.cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_atomic(key_path, key_pem, mode=0o600)
+            write_atomic(cert_path, root.cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
             return root
 
     @staticmethod
@@ -450,19 +451,3 @@ class EmulatorPki:
             usage=_LEAF_USAGE,
             usage_critical=False,
         )
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically: a temporary file created with `mode`, then renamed."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise

@@ -24,8 +24,9 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
+from nitroguard._resource import Resource
 from nitroguard.errors import ConfigError, NsmError, Reason, RemoteProtocolError, TransportError
 from nitroguard.framing import HEADER_SIZE, NEED_DATA, Frame, FrameDecoder, encode_frame
 from nitroguard.nsm import codec
@@ -145,7 +146,7 @@ class SocketNsm(Nsm):
 # --------------------------------------------------------------------------- server
 
 
-class NsmServer:
+class NsmServer(Resource):
     """Serve an `EmulatedNsm` on a Unix socket (what ``nitroguard nsm serve`` runs).
 
     Args:
@@ -306,12 +307,14 @@ class NsmServer:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
 
-    def __enter__(self) -> NsmServer:
+    def close(self) -> None:
+        """`shutdown` with the default timeout (what ``with`` calls on exit)."""
+        self.shutdown()
+
+    def __enter__(self) -> Self:
+        # Entering starts serving (the base class only returns self).
         self.start()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
 
     # ------------------------------------------------------------ per connection
 

@@ -17,7 +17,7 @@ Streams (trio-style ABCs; `SocketStream` implements them for all three families)
     ``Stream``: ``await receive_some(max_bytes=65536) -> bytes`` (``b""`` = EOF),
     ``await send_all(data)`` (backpressure), ``await send_eof()`` (half-close),
     ``await aclose()`` (idempotent). Errors: `ClosedResourceError` (we closed
-    it), `BrokenStreamError` (the peer reset it).
+    it), `BrokenResourceError` (the peer reset it).
     ``Listener``: ``.address``, ``await accept() -> Stream``, ``await aclose()``.
     ``await connect(address, timeout=10.0) -> SocketStream``: async client.
 
@@ -36,14 +36,15 @@ Server
 
     ``Connection``: ``await recv_frame() -> bytes | None`` (``None`` = clean EOF
     between frames, or graceful shutdown while idle; first-byte, idle and
-    absolute per-frame deadlines enforced inside; raises `TimeoutError_`
+    absolute per-frame deadlines enforced inside; raises `DeadlineError`
     with ``details["kind"]``, or `RemoteProtocolError` ``frame_too_large`` /
     ``truncated``), ``await send_frame(payload)`` (write timeout), ``.stream``
     for raw access. A handler that raises closes only its own connection.
     ``Server``: ``.address``, ``.counters`` (`Counters`: accepted, refused,
     active, timeouts by kind, protocol_errors, handler_errors, disconnects,
     accept_errors, bytes_in, bytes_out; ``.snapshot()``), ``.limits``,
-    ``await close(grace=None)`` (stop accepting, drain, cancel after grace),
+    ``await close(grace=None)`` (stop accepting, drain, cancel after grace;
+    ``aclose()`` and ``async with`` use the default grace),
     ``await wait_closed()``, ``await serve_forever()``.
 
 Limits (`ServerLimits`, frozen; defaults): max_connections 1024,
@@ -69,11 +70,11 @@ from nitroguard.transport._address import parse_address as parse_address
 from nitroguard.transport._client import BlockingClient as BlockingClient
 from nitroguard.transport._client import connect as connect
 from nitroguard.transport._client import recv_exact as recv_exact
-from nitroguard.transport._server import Connection as Connection
-from nitroguard.transport._server import Counters as Counters
+from nitroguard.transport._connection import Connection as Connection
+from nitroguard.transport._limits import Counters as Counters
+from nitroguard.transport._limits import ServerLimits as ServerLimits
 from nitroguard.transport._server import Handler as Handler
 from nitroguard.transport._server import Server as Server
-from nitroguard.transport._server import ServerLimits as ServerLimits
 from nitroguard.transport._server import serve as serve
 from nitroguard.transport._stream import Listener as Listener
 from nitroguard.transport._stream import SocketListener as SocketListener

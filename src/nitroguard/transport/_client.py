@@ -16,16 +16,16 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Final, Protocol, final
 
+from nitroguard._resource import Resource
 from nitroguard.errors import (
-    BrokenStreamError,
+    BrokenResourceError,
     ClosedResourceError,
     ConfigError,
+    DeadlineError,
     Reason,
     RemoteProtocolError,
-    TimeoutError_,
     TransportError,
 )
 from nitroguard.framing import (
@@ -63,7 +63,7 @@ async def connect(address: str | Address, *, timeout: float = DEFAULT_TIMEOUT) -
         A connected `SocketStream`.
 
     Raises:
-        TimeoutError_: ``timeout`` when connecting takes too long.
+        DeadlineError: ``timeout`` when connecting takes too long.
         TransportError: ``connection_refused`` when the peer is not listening.
         ConfigError: ``invalid_address`` for a bad address or missing AF_VSOCK.
     """
@@ -103,7 +103,7 @@ async def connect_socket(
             return sock
     except TimeoutError:
         sock.close()
-        raise TimeoutError_(
+        raise DeadlineError(
             f"connecting to {addr} timed out after {timeout:g} s", Reason.TIMEOUT, kind="connect"
         ) from None
     except socket.gaierror as exc:
@@ -170,15 +170,15 @@ def recv_exact(
 
     Raises:
         RemoteProtocolError: ``truncated`` when the peer closes first (never spins).
-        TimeoutError_: ``timeout`` when the deadline passes.
-        BrokenStreamError: the connection was reset.
+        DeadlineError: ``timeout`` when the deadline passes.
+        BrokenResourceError: the connection was reset.
     """
     chunks: list[bytes] = []
     got = 0
     while got < n:
         remaining = deadline - clock()
         if remaining <= 0:
-            raise TimeoutError_(
+            raise DeadlineError(
                 f"recv_exact: deadline passed after {got} of {n} bytes",
                 Reason.TIMEOUT,
                 kind="read",
@@ -192,7 +192,7 @@ def recv_exact(
         except TimeoutError:
             continue  # re-checked against the deadline above
         except OSError as exc:
-            raise BrokenStreamError(
+            raise BrokenResourceError(
                 f"recv_exact: connection broken after {got} of {n} bytes: {exc}"
             ) from exc
         if not chunk:
@@ -209,7 +209,7 @@ def recv_exact(
 
 
 @final
-class BlockingClient:
+class BlockingClient(Resource):
     """A blocking framed client (for scripts, tests and non-async callers).
 
     Example::
@@ -257,7 +257,7 @@ class BlockingClient:
                 sock.connect(_sockaddr(self.address))
         except TimeoutError:
             sock.close()
-            raise TimeoutError_(
+            raise DeadlineError(
                 f"connecting to {self.address} timed out", Reason.TIMEOUT, kind="connect"
             ) from None
         except OSError as exc:
@@ -286,24 +286,24 @@ class BlockingClient:
         """Send all of ``data`` (bounded by ``timeout``, default the client's).
 
         Raises:
-            TimeoutError_: the peer did not read in time.
-            BrokenStreamError: the connection broke.
+            DeadlineError: the peer did not read in time.
+            BrokenResourceError: the connection broke.
         """
         sock = self.socket
         sock.settimeout(self.timeout if timeout is None else timeout)
         try:
             sock.sendall(data)
         except TimeoutError:
-            raise TimeoutError_("send timed out", Reason.TIMEOUT, kind="write") from None
+            raise DeadlineError("send timed out", Reason.TIMEOUT, kind="write") from None
         except OSError as exc:
-            raise BrokenStreamError(f"send failed: {exc}") from exc
+            raise BrokenResourceError(f"send failed: {exc}") from exc
 
     def send_frame(self, payload: bytes, *, timeout: float | None = None) -> None:
         """Send one frame.
 
         Raises:
             LocalProtocolError: ``frame_too_large``.
-            TimeoutError_ / BrokenStreamError: as `send_all`.
+            DeadlineError / BrokenResourceError: as `send_all`.
         """
         self.send_all(encode_frame(payload, max_frame_size=self._max), timeout=timeout)
 
@@ -316,7 +316,7 @@ class BlockingClient:
 
         Raises:
             RemoteProtocolError: ``truncated`` or ``frame_too_large``.
-            TimeoutError_: the whole frame did not arrive before the deadline.
+            DeadlineError: the whole frame did not arrive before the deadline.
         """
         sock = self.socket
         deadline = self._deadline(timeout)
@@ -329,14 +329,14 @@ class BlockingClient:
                 return event.payload  # type: ignore[union-attr]
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise TimeoutError_("recv_frame: deadline passed", Reason.TIMEOUT, kind="read")
+                raise DeadlineError("recv_frame: deadline passed", Reason.TIMEOUT, kind="read")
             try:
                 sock.settimeout(remaining)
                 chunk = sock.recv(min(dec.bytes_wanted(), DEFAULT_RECEIVE_SIZE))
             except (InterruptedError, TimeoutError):
                 continue
             except OSError as exc:
-                raise BrokenStreamError(f"recv failed: {exc}") from exc
+                raise BrokenResourceError(f"recv failed: {exc}") from exc
             dec.receive_data(chunk)
 
     def request(self, payload: bytes, *, timeout: float | None = None) -> bytes:
@@ -359,21 +359,10 @@ class BlockingClient:
         try:
             self.socket.shutdown(socket.SHUT_WR)
         except OSError as exc:
-            raise BrokenStreamError(f"shutdown failed: {exc}") from exc
+            raise BrokenResourceError(f"shutdown failed: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection. Idempotent."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-    def __enter__(self) -> BlockingClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable
 from typing import Final
 
-from nitroguard.errors import BrokenStreamError, Reason, TimeoutError_
+from nitroguard.errors import BrokenResourceError, DeadlineError, Reason
 
 __all__ = ["PIPE_SIZE", "Relay", "splice_available"]
 
@@ -122,8 +122,8 @@ class Relay:
         """Relay until both directions ended (clean) or one failed (raises).
 
         Raises:
-            BrokenStreamError: a side reset or broke the connection.
-            TimeoutError_: ``timeout`` (kind ``idle``).
+            BrokenResourceError: a side reset or broke the connection.
+            DeadlineError: ``timeout`` (kind ``idle``).
         """
         up = asyncio.ensure_future(
             self._direction("up", self._client, self._upstream, self._count_up)
@@ -142,7 +142,7 @@ class Relay:
                 for fut in done:
                     fut.result()  # a failed direction ends the relay (the finally cancels)
                 if not done and self._loop.time() - self.last >= self._idle - 0.001:
-                    raise TimeoutError_(
+                    raise DeadlineError(
                         f"idle timeout: no traffic either way for {self._idle:g} s",
                         Reason.TIMEOUT,
                         kind="idle",
@@ -237,7 +237,7 @@ class Relay:
                     except BlockingIOError:
                         continue
                     except OSError as exc:
-                        raise BrokenStreamError(f"{name}: receive failed: {exc}") from exc
+                        raise BrokenResourceError(f"{name}: receive failed: {exc}") from exc
                     if not data:
                         self._eof(name, dst)
                         return True
@@ -253,7 +253,7 @@ class Relay:
                 except OSError as exc:
                     if exc.errno in _UNSUPPORTED and not moved_any:
                         return False
-                    raise BrokenStreamError(f"{name}: splice from source failed: {exc}") from exc
+                    raise BrokenResourceError(f"{name}: splice from source failed: {exc}") from exc
                 self.paths[name] = "splice"
                 moved_any = True
                 if n == 0:
@@ -268,7 +268,7 @@ class Relay:
                 await self._wait(dst, write=True)
                 continue
             except OSError as exc:
-                raise BrokenStreamError(f"{name}: splice to destination failed: {exc}") from exc
+                raise BrokenResourceError(f"{name}: splice to destination failed: {exc}") from exc
             in_pipe -= m
             count(m)
             self.last = loop.time()
@@ -284,7 +284,7 @@ class Relay:
                 await self._wait(src, write=False)
                 continue
             except OSError as exc:
-                raise BrokenStreamError(f"{name}: receive failed: {exc}") from exc
+                raise BrokenResourceError(f"{name}: receive failed: {exc}") from exc
             if not data:
                 self._eof(name, dst)
                 return
@@ -302,7 +302,7 @@ class Relay:
                 await self._wait(dst, write=True)
                 continue
             except OSError as exc:
-                raise BrokenStreamError(f"{name}: send failed: {exc}") from exc
+                raise BrokenResourceError(f"{name}: send failed: {exc}") from exc
             view = view[sent:]
             count(sent)
             self.last = self._loop.time()
@@ -312,4 +312,4 @@ class Relay:
         try:
             dst.shutdown(socket.SHUT_WR)
         except OSError as exc:
-            raise BrokenStreamError(f"{name}: cannot propagate EOF: {exc}") from exc
+            raise BrokenResourceError(f"{name}: cannot propagate EOF: {exc}") from exc

@@ -3,7 +3,7 @@
 Trio-style resource contracts on asyncio: small ABCs, one implementation for
 every socket family, `aclose()` always safe to call twice, and distinct errors
 for "we closed it" (`ClosedResourceError`) versus "the peer broke it"
-(`BrokenStreamError`).
+(`BrokenResourceError`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import errno
 import os
 import socket
 import stat
-from types import TracebackType
 from typing import Final, Protocol, final
 
-from nitroguard.errors import BrokenStreamError, ClosedResourceError, ConfigError, Reason
+from nitroguard._resource import AsyncResource
+from nitroguard.errors import BrokenResourceError, ClosedResourceError, ConfigError, Reason
 from nitroguard.transport._address import VMADDR_CID_ANY, Address, has_vsock
 
 __all__ = ["Listener", "SocketListener", "SocketStream", "Stream", "open_listener"]
@@ -35,7 +35,7 @@ class _ByteCounter(Protocol):
     bytes_out: int
 
 
-class Stream(abc.ABC):
+class Stream(AsyncResource):
     """A bidirectional, half-closeable byte stream (trio's ``HalfCloseableStream``).
 
     Implementations: `SocketStream` (TCP, Unix, vsock). The channel layer and
@@ -48,7 +48,7 @@ class Stream(abc.ABC):
 
         Raises:
             ClosedResourceError: the stream was closed locally.
-            BrokenStreamError: the peer reset the connection.
+            BrokenResourceError: the peer reset the connection.
         """
 
     @abc.abstractmethod
@@ -57,7 +57,7 @@ class Stream(abc.ABC):
 
         Raises:
             ClosedResourceError: the stream was closed locally (or EOF was sent).
-            BrokenStreamError: the peer reset the connection.
+            BrokenResourceError: the peer reset the connection.
         """
 
     @abc.abstractmethod
@@ -68,19 +68,8 @@ class Stream(abc.ABC):
     async def aclose(self) -> None:
         """Close the stream, flushing buffered bytes for a bounded time. Idempotent."""
 
-    async def __aenter__(self) -> Stream:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class Listener(abc.ABC):
+class Listener(AsyncResource):
     """Something that accepts incoming `Stream` connections."""
 
     @property
@@ -162,7 +151,7 @@ class SocketStream(Stream):
         try:
             data = await self._reader.read(max_bytes)
         except OSError as exc:
-            raise BrokenStreamError(
+            raise BrokenResourceError(
                 f"connection broken while receiving: {exc}", Reason.CONNECTION_CLOSED
             ) from exc
         if self._counter is not None:
@@ -181,7 +170,7 @@ class SocketStream(Stream):
 
         Raises:
             ClosedResourceError: closed locally or after `send_eof`.
-            BrokenStreamError: the connection was lost.
+            BrokenResourceError: the connection was lost.
         """
         if self._closed:
             raise ClosedResourceError("send on a closed stream")
@@ -190,7 +179,7 @@ class SocketStream(Stream):
         writer = self._writer
         transport = writer.transport
         if transport.is_closing():
-            raise BrokenStreamError("connection lost before send", Reason.CONNECTION_CLOSED)
+            raise BrokenResourceError("connection lost before send", Reason.CONNECTION_CLOSED)
         writer.write(data)
         if self._counter is not None:
             self._counter.bytes_out += len(data)
@@ -201,12 +190,12 @@ class SocketStream(Stream):
         """Wait until the write buffer is below the high-water mark (backpressure).
 
         Raises:
-            BrokenStreamError: the connection was lost meanwhile.
+            BrokenResourceError: the connection was lost meanwhile.
         """
         try:
             await self._writer.drain()
         except OSError as exc:
-            raise BrokenStreamError(
+            raise BrokenResourceError(
                 f"connection broken while sending: {exc}", Reason.CONNECTION_CLOSED
             ) from exc
 
@@ -226,7 +215,7 @@ class SocketStream(Stream):
                 writer.write_eof()
             await writer.drain()
         except OSError as exc:
-            raise BrokenStreamError(
+            raise BrokenResourceError(
                 f"connection broken while sending EOF: {exc}", Reason.CONNECTION_CLOSED
             ) from exc
 

@@ -15,6 +15,7 @@ import os
 import random
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nitroguard.transport import parse_address
@@ -118,11 +119,11 @@ async def _send(
     return False
 
 
-async def run_scenario(scenario: Scenario, *, relay: str = "auto", budget: float = 20.0) -> Outcome:
-    """Run one scenario through a fresh proxy (relay ``auto``, ``splice`` or ``copy``)."""
-    loop = asyncio.get_running_loop()
-    got_up = bytearray()
-    up_done = asyncio.Event()
+def _upstream(
+    scenario: Scenario, got_up: bytearray, up_done: asyncio.Event
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """The scenario's upstream server: it records what arrives in `got_up`, sends its
+    side as the scenario says, and sets `up_done` when it is finished."""
 
     async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -159,6 +160,16 @@ async def run_scenario(scenario: Scenario, *, relay: str = "auto", budget: float
             await reading
         up_done.set()
 
+    return upstream
+
+
+async def run_scenario(scenario: Scenario, *, relay: str = "auto", budget: float = 20.0) -> Outcome:
+    """Run one scenario through a fresh proxy (relay ``auto``, ``splice`` or ``copy``)."""
+    loop = asyncio.get_running_loop()
+    got_up = bytearray()
+    up_done = asyncio.Event()
+
+    upstream = _upstream(scenario, got_up, up_done)
     server = await asyncio.start_server(upstream, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     proxy, _ = await start_proxy(
