@@ -18,7 +18,6 @@ from nitroguard.kms._app import CredentialsBox, fetch_secrets
 from nitroguard.kms._client import Credentials, DataKey, DataKeyPair, KmsClient
 from nitroguard.kms._envelope import (
     KEY_ENCRYPTION_ALGORITHM,
-    AttestingNsm,
     Recipient,
     key_identifier,
     open_envelope,
@@ -28,7 +27,6 @@ from nitroguard.kms._policy import Decision, KeyPolicy, RequestContext, evaluate
 
 __all__ = [
     "KEY_ENCRYPTION_ALGORITHM",
-    "AttestingNsm",
     "Credentials",
     "CredentialsBox",
     "DataKey",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from nitroguard.errors import ConfigError, InsecureEnvironment, KmsError, Reason
 from nitroguard.hazmat.cms import Envelope, encode_envelope, parse_envelope
+from nitroguard.nsm import Attesting
 
 __all__ = [
     "KEY_ENCRYPTION_ALGORITHM",
-    "AttestingNsm",
     "Recipient",
     "key_identifier",
     "open_envelope",
@@ -108,17 +108,6 @@ def seal_envelope(
     )
 
 
-class AttestingNsm(Protocol):
-    """What `Recipient` needs from an NSM (device, emulator or socket client)."""
-
-    def get_attestation(
-        self,
-        user_data: bytes | None = None,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-    ) -> bytes: ...
-
-
 class Recipient:
     """The enclave's KMS recipient: an RSA-2048 key made once per boot, attested by the NSM.
 
@@ -127,7 +116,7 @@ class Recipient:
     never leaves this object.
     """
 
-    def __init__(self, private_key: rsa.RSAPrivateKey, nsm: AttestingNsm) -> None:
+    def __init__(self, private_key: rsa.RSAPrivateKey, nsm: Attesting) -> None:
         key: object = private_key
         if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != 2048:
             raise ConfigError("the KMS recipient key must be RSA-2048 (kms.md section 1)")
@@ -137,7 +126,7 @@ class Recipient:
         """The SubjectPublicKeyInfo DER put in every attestation document."""
 
     @classmethod
-    def generate(cls, nsm: AttestingNsm, *, rng_check: Callable[[], Any]) -> Recipient:
+    def generate(cls, nsm: Attesting, *, rng_check: Callable[[], Any]) -> Recipient:
         """Run `rng_check`, then generate the key.
 
         Args:
