@@ -483,9 +483,7 @@ def _build(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"eif build needs {', '.join(missing)} (or --docker-export/--oci with --blobs)"
         )
-    from nitroguard.eif import EPOCH_BUILD_TIME, build_eif, default_metadata
-    from nitroguard.eif._reader import _kernel_version
-    from nitroguard.eif._writer import _kernel_prefix
+    from nitroguard.eif import EPOCH_BUILD_TIME, build_eif, default_metadata, kernel_version
 
     # nitro-cli trims the cmdline blob (spec 2.4); a trailing newline would change PCR0.
     cmdline = _text_or_file(args.cmdline, "cmdline").strip()
@@ -498,7 +496,7 @@ def _build(args: argparse.Namespace) -> int:
             build_time = dt.datetime.now(dt.UTC).isoformat()
         else:
             build_time = parse_time(args.build_time).isoformat()
-        kver = _kernel_version(_kernel_prefix(args.kernel))
+        kver = kernel_version(args.kernel)
         metadata = default_metadata(
             image_name=args.image_name or Path(args.kernel).name,
             image_version=args.image_version,
