@@ -35,7 +35,7 @@ from nitroguard.findings import Finding, Status, summarize
 from ._common import emit_json, parse_time
 
 if TYPE_CHECKING:
-    from nitroguard.eif import BuildResult, EifImage, SignatureReport, Signer
+    from nitroguard.eif import BuildResult, Signer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -147,47 +147,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 # --- describe -----------------------------------------------------------------------
 
 
-def _metadata_view(metadata: Any) -> Any:
-    """nitro-cli's ``Metadata``: BuildMetadata fields, DockerInfo, custom keys flattened."""
-    if not isinstance(metadata, dict):
-        return metadata
-    view: dict[str, Any] = {}
-    build = metadata.get("BuildMetadata")
-    if isinstance(build, dict):
-        view.update(build)
-    view["DockerInfo"] = metadata.get("DockerInfo")
-    custom = metadata.get("CustomMetadata")
-    if isinstance(custom, dict):
-        view.update(custom)
-    elif custom is not None:
-        view["CustomMetadata"] = custom
-    return view
-
-
-def _certificate_view(image: EifImage, report: SignatureReport) -> dict[str, Any]:
-    """nitro-cli's ``SigningCertificate`` fields (the certificate's own signature
-    algorithm and signature, ``XX:XX`` hex), plus the subject."""
-    from cryptography.x509.oid import SignatureAlgorithmOID
-
-    names = {
-        SignatureAlgorithmOID.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
-        SignatureAlgorithmOID.ECDSA_WITH_SHA384: "ecdsa-with-SHA384",
-        SignatureAlgorithmOID.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
-    }
-    view: dict[str, Any] = {
-        "IssuerName": report.issuer,
-        "SubjectName": report.subject,
-        "NotBefore": report.to_dict()["NotBefore"],
-        "NotAfter": report.to_dict()["NotAfter"],
-    }
-    if image.signature is not None:
-        cert = image.signature.certificate
-        oid = cert.signature_algorithm_oid
-        view["Algorithm"] = names.get(oid, oid.dotted_string)
-        view["Signature"] = ":".join(f"{b:02X}" for b in cert.signature)
-    return view
-
-
 def _fail_json(exc: Error, as_json: bool) -> NoReturn:
     # The CLI's one error path (`nitroguard._cli`) renders it: the same exit code,
     # stderr line and `--json` error object as every other command.
@@ -225,7 +184,7 @@ def _nonempty(path: str) -> str:
 
 
 def _describe(args: argparse.Namespace) -> int:
-    from nitroguard.eif import read_eif, static_checks
+    from nitroguard.eif import certificate_view, metadata_view, read_eif, static_checks
 
     # The clock is read once, here, at the boundary.
     at = parse_time(args.at) if args.at else dt.datetime.now(dt.UTC)
@@ -260,14 +219,14 @@ def _describe(args: argparse.Namespace) -> int:
             "IsSigned": image.is_signed,
         }
         if report is not None:
-            out["SigningCertificate"] = _certificate_view(image, report)
+            out["SigningCertificate"] = certificate_view(image, report)
         out["CheckCRC"] = image.crc_ok
         if report is not None:
             out["SignatureCheck"] = report.ok
             out["Signature"] = report.to_dict()
         out["ImageName"] = meta.get("ImageName")
         out["ImageVersion"] = meta.get("ImageVersion")
-        out["Metadata"] = _metadata_view(image.metadata)
+        out["Metadata"] = metadata_view(image.metadata)
         out["Arch"] = image.header.arch
         out["FileSize"] = image.file_size
         out["CRC32"] = {
@@ -313,7 +272,7 @@ def _describe(args: argparse.Namespace) -> int:
             f"embedded payload {'matches' if report.payload_matches else 'DOES NOT MATCH'}\n"
         )
     if isinstance(image.metadata, dict):
-        meta_view = _metadata_view(image.metadata)
+        meta_view = metadata_view(image.metadata)
         w("\nMetadata (not attested: editing it changes no PCR)\n")
         for key in ("ImageName", "ImageVersion"):
             w(f"  {key}: {image.metadata.get(key)}\n")

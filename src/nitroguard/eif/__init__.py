@@ -20,7 +20,7 @@ the verdict of ``nitroguard eif describe`` (CRC, signature, static checks) as a
 """
 
 from ._checks import kernel_params, static_checks
-from ._describe import Description, describe, metadata_view
+from ._describe import Description, certificate_view, describe, metadata_view
 from ._diff import ImageDiff, SectionDiff, diff_images
 from ._format import EifHeader, SectionType
 from ._image import ImageConfig, parse_image_config
@@ -61,6 +61,7 @@ __all__ = [
     "StreamedInput",
     "build_eif",
     "build_eif_from_image",
+    "certificate_view",
     "check_signature",
     "default_metadata",
     "describe",

@@ -22,7 +22,7 @@ from ._checks import static_checks
 from ._reader import EifImage, EifSource, read_eif
 from ._signature import SignatureReport
 
-__all__ = ["Description", "describe", "metadata_view"]
+__all__ = ["Description", "certificate_view", "describe", "metadata_view"]
 
 
 @final
@@ -61,7 +61,7 @@ class Description:
             "IsSigned": image.is_signed,
         }
         if report is not None:
-            out["SigningCertificate"] = _certificate_view(image, report)
+            out["SigningCertificate"] = certificate_view(image, report)
         out["CheckCRC"] = image.crc_ok
         if report is not None:
             out["SignatureCheck"] = report.ok
@@ -149,7 +149,7 @@ def metadata_view(metadata: Any) -> Any:
     return view
 
 
-def _certificate_view(image: EifImage, report: SignatureReport) -> dict[str, Any]:
+def certificate_view(image: EifImage, report: SignatureReport) -> dict[str, Any]:
     """nitro-cli's ``SigningCertificate`` fields (the certificate's own signature
     algorithm and signature, ``XX:XX`` hex), plus the subject."""
     from cryptography.x509.oid import SignatureAlgorithmOID
