@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 SHARED ?= ../shared
 # Raised as coverage grows; never lowered.
-COV_FLOOR := 88
+COV_FLOOR := 91
 
 .PHONY: all dev demo test lint typecheck unit tools bench fuzz reformat clean
 
